@@ -1,0 +1,16 @@
+/* weft.h — Go-style concurrency for C: the one header users include.
+ *
+ * goroutines on pooled threads (weft/go.h), channels (weft/chan.h),
+ * select (weft/select.h), WaitGroup, mutexes, once and semaphores
+ * (weft/sync.h), error codes (weft/error.h) and time (weft/time.h). */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include "weft/error.h"
+#include "weft/time.h"
+#include "weft/select.h"
+#include "weft/chan.h"
+#include "weft/go.h"
+#include "weft/sync.h"
+
+#endif

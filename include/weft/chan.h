@@ -1,0 +1,129 @@
+/* weft/chan.h — typed, buffered and unbuffered channels, as Go's.
+ *
+ * A channel carries values of elem_size bytes, copied in on send and out on
+ * receive. With cap > 0 it buffers up to cap values in a lock-free ring;
+ * with cap == 0 every send waits for a receiver, which takes the value
+ * straight from the sender. elem_size 0 makes a signal-only channel.
+ *
+ * Semantics are Go's, with error codes where Go panics:
+ *  - each value sent is received exactly once, in FIFO order per sender;
+ *  - after close, buffered values are still received, then every receive
+ *    returns WEFT_ECLOSED at once; a send on a closed channel, and every
+ *    sender blocked when the channel is closed, gets WEFT_ECLOSED and its
+ *    value is never delivered;
+ *  - closed beats "would block": try and WEFT_NOWAIT forms report
+ *    WEFT_ECLOSED on a closed (and, for receive, drained) channel;
+ *  - a NULL channel gives WEFT_EINVAL.
+ *
+ * Cost: a buffered send or receive that need not wait is a few atomic
+ * operations and no lock; it takes the channel's lock only when another
+ * thread is parked on the channel. Unbuffered operations take the
+ * channel's lock. No operation allocates once the calling thread has made
+ * its first blocking call (which allocates the thread's parker once).
+ * A receive on a closed, drained channel leaves *elem untouched.
+ *
+ * Every function is safe from any thread, pooled goroutine or not. */
+#ifndef WEFT_CHAN_H
+#define WEFT_CHAN_H
+
+#include <stddef.h>
+
+#include "weft/error.h"
+#include "weft/select.h"
+#include "weft/time.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_chan weft_chan;
+
+/* A new channel holding one reference. cap 0: unbuffered.
+ * Returns NULL with errno EINVAL when elem_size * cap overflows, ENOMEM
+ * when memory runs out. */
+weft_chan *weft_chan_make(size_t elem_size, size_t cap);
+
+/* Add a reference. NULL is ignored. */
+void weft_chan_retain(weft_chan *c);
+
+/* Drop a reference; the last one frees the channel and any values still
+ * buffered. Releasing while threads still use the channel through a
+ * reference they do not own is a bug. NULL is ignored. */
+void weft_chan_release(weft_chan *c);
+
+/* Send a copy of *elem (elem_size bytes; elem may be NULL when elem_size
+ * is 0). Blocks until the value is buffered or taken by a receiver.
+ * Returns 0, WEFT_ECLOSED, or WEFT_EINVAL. */
+int weft_chan_send(weft_chan *c, const void *elem);
+
+/* Receive into *elem (NULL: discard). Blocks until a value arrives or
+ * the channel is closed and drained. Returns 0, WEFT_ECLOSED, WEFT_EINVAL. */
+int weft_chan_recv(weft_chan *c, void *elem);
+
+/* As send/recv, but never block: WEFT_EAGAIN when they would. */
+int weft_chan_try_send(weft_chan *c, const void *elem);
+int weft_chan_try_recv(weft_chan *c, void *elem);
+
+/* As send/recv, blocking at most until deadline (weft_now() clock).
+ * A deadline at or before now tries once: WEFT_EAGAIN when it would block.
+ * A deadline that passes while blocked gives WEFT_ETIMEDOUT, never early. */
+int weft_chan_send_until(weft_chan *c, const void *elem, weft_time deadline);
+int weft_chan_recv_until(weft_chan *c, void *elem, weft_time deadline);
+
+/* Close the channel and wake every thread blocked on it.
+ * Returns 0, WEFT_ECLOSED if it was already closed, WEFT_EINVAL for NULL. */
+int weft_chan_close(weft_chan *c);
+
+/* Values buffered now (a snapshot; 0 for unbuffered and NULL channels). */
+size_t weft_chan_len(const weft_chan *c);
+
+/* The capacity given to weft_chan_make (0 for NULL). */
+size_t weft_chan_cap(const weft_chan *c);
+
+/* The element size given to weft_chan_make (0 for NULL). */
+size_t weft_chan_elem_size(const weft_chan *c);
+
+/* WEFT_CHAN_DEFINE(name, T) defines, at file scope, a channel type whose
+ * elements the compiler checks:
+ *   typedef struct { weft_chan *ch; } name;
+ *   name name_make(size_t cap);             .ch is NULL on failure (errno set)
+ *   int  name_send(name c, T v);  int name_recv(name c, T *v);  ...
+ * with every operation of this header, and for weft_select
+ *   weft_case name_send_case(name c, const T *v), name_recv_case(name c, T *v).
+ * Write it without a trailing semicolon. */
+#define WEFT_CHAN_DEFINE(name, T)                                                          \
+    typedef struct {                                                                       \
+        weft_chan *ch;                                                                     \
+    } name;                                                                                \
+    static inline name name##_make(size_t cap) {                                           \
+        name c = {weft_chan_make(sizeof(T), cap)};                                         \
+        return c;                                                                          \
+    }                                                                                      \
+    static inline void name##_retain(name c) { weft_chan_retain(c.ch); }                  \
+    static inline void name##_release(name c) { weft_chan_release(c.ch); }                \
+    static inline int name##_send(name c, T v) { return weft_chan_send(c.ch, &v); }       \
+    static inline int name##_recv(name c, T *v) { return weft_chan_recv(c.ch, v); }       \
+    static inline int name##_try_send(name c, T v) { return weft_chan_try_send(c.ch, &v); } \
+    static inline int name##_try_recv(name c, T *v) { return weft_chan_try_recv(c.ch, v); } \
+    static inline int name##_send_until(name c, T v, weft_time deadline) {                \
+        return weft_chan_send_until(c.ch, &v, deadline);                                   \
+    }                                                                                      \
+    static inline int name##_recv_until(name c, T *v, weft_time deadline) {               \
+        return weft_chan_recv_until(c.ch, v, deadline);                                    \
+    }                                                                                      \
+    static inline int name##_close(name c) { return weft_chan_close(c.ch); }              \
+    static inline size_t name##_len(name c) { return weft_chan_len(c.ch); }               \
+    static inline size_t name##_cap(name c) { return weft_chan_cap(c.ch); }               \
+    static inline weft_case name##_send_case(name c, const T *v) {                        \
+        weft_case k = WEFT_SEND_CASE(c.ch, v);                                             \
+        return k;                                                                          \
+    }                                                                                      \
+    static inline weft_case name##_recv_case(name c, T *v) {                              \
+        weft_case k = WEFT_RECV_CASE(c.ch, v);                                             \
+        return k;                                                                          \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,57 @@
+/* Busy-waiting that stays polite on an oversubscribed machine.
+ *
+ * A failed compare-and-swap is retried after a short, growing run of
+ * pause instructions. Waiting for another thread to finish a step (a slot
+ * half written, a ring momentarily full) pauses, then yields the core:
+ * with two cores and more runnable threads, the thread we wait for may
+ * need ours. After that, callers park. */
+#ifndef WEFT_LIB_BACKOFF_H
+#define WEFT_LIB_BACKOFF_H
+
+#include <sched.h>
+#include <stdbool.h>
+
+static inline void weft__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+enum {
+    WEFT__CAS_SPIN_LIMIT = 4, /* up to 2^4 pauses after a lost CAS */
+    WEFT__SNOOZE_POLLS = 128, /* polls, one pause apart (~20 ns each here) */
+    WEFT__SNOOZE_YIELDS = 2,  /* then yields (~1 us each on this VM); then park */
+};
+
+typedef struct {
+    unsigned step;
+} weft__backoff;
+
+/* After a lost race on a shared word: pause a little, more each time. */
+static inline void weft__backoff_spin(weft__backoff *backoff) {
+    unsigned step = backoff->step < WEFT__CAS_SPIN_LIMIT ? backoff->step : WEFT__CAS_SPIN_LIMIT;
+    for (unsigned i = 0; i < (1u << step); i++) weft__cpu_relax();
+    backoff->step++;
+}
+
+/* While waiting for another thread: poll often at first (a partner that is
+ * running answers within a few hundred nanoseconds; a long pause would only
+ * add latency), then yield the core to a partner that is not running. */
+static inline void weft__backoff_snooze(weft__backoff *backoff) {
+    if (backoff->step < WEFT__SNOOZE_POLLS)
+        weft__cpu_relax();
+    else
+        sched_yield();
+    backoff->step++;
+}
+
+/* Whether waiting longer by snoozing is pointless: time to park. */
+static inline bool weft__backoff_done(const weft__backoff *backoff) {
+    return backoff->step >= WEFT__SNOOZE_POLLS + WEFT__SNOOZE_YIELDS;
+}
+
+#endif

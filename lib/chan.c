@@ -1,0 +1,444 @@
+/* Channels: a lock-free ring for buffered channels, a locked hand-off for
+ * unbuffered ones, and wait queues of parked threads for both.
+ *
+ * Buffered channels (cap > 0) keep values in a bounded MPMC ring of cap
+ * slots, each stamped with the position it expects next (Vyukov's bounded
+ * queue, in the form crossbeam-channel's array flavour uses). A position is
+ * lap | index: index < cap, and lap advances by one_lap each time an index
+ * wraps. head is the next position to receive, tail the next to send; the
+ * bit mark_bit of tail (between index and lap) means closed.
+ *   - A slot with stamp == tail is free for the sender at tail: the sender
+ *     advances tail by CAS, writes the value, then stores stamp = tail + 1
+ *     (release) to publish it.
+ *   - A slot with stamp == head + 1 holds the value for the receiver at
+ *     head: it advances head by CAS, copies the value out, then stores
+ *     stamp = head + one_lap (release), freeing the slot for the next lap.
+ * Stamps are stored minus their slot's index, so that a zeroed allocation
+ * is a correctly initialised ring and a large channel costs no page faults
+ * until it is used.
+ *
+ * Waking without losing wake-ups, and without a lock when nobody sleeps:
+ * a thread about to park pushes a waiter on senders or receivers under
+ * channel->lock, sets senders_waiting / receivers_waiting (seq_cst), and
+ * only then re-checks whether it could proceed (weft__chan_ready, seq_cst
+ * loads of head and tail). A sender advances tail with a seq_cst CAS and
+ * then loads receivers_waiting (seq_cst); a receiver does the same with
+ * head and senders_waiting. In the single total order of seq_cst
+ * operations either the flag store comes first, and the partner sees the
+ * flag and wakes a waiter, or the CAS comes first, and the re-check sees
+ * the new position and does not park. Readiness is judged on head and
+ * tail, not on stamps: a receiver that sees tail advanced but the stamp
+ * not yet published waits for that one writer to finish (snooze), which
+ * takes nanoseconds unless the writer is preempted.
+ *
+ * A woken waiter of a buffered channel is not handed a value; it is told
+ * to retry (WEFT__RETRY) and races fast-path threads for it. Whoever wins
+ * consumed the value or the room, so nothing is lost by losing.
+ *
+ * Unbuffered channels (cap == 0) do everything under channel->lock, as Go
+ * does: a sender that finds a parked receiver claims it (a CAS on the
+ * receiver's parker, which may also be a select waiting on other channels),
+ * copies its value straight into the receiver's buffer and unparks it;
+ * otherwise it parks with its value in its waiter until a receiver copies
+ * it out. The copy happens after the lock is released: the claim makes the
+ * claimer the only thread that may touch the waiter until it unparks it.
+ *
+ * Close sets the mark bit under the lock and claims every queued waiter:
+ * buffered waiters retry (and find the close), unbuffered ones are told
+ * WEFT_ECLOSED directly. A sender never succeeds after the mark is set: the
+ * ring sender's CAS compares the whole tail, mark included.
+ *
+ * Locks: channel->lock guards both wait queues and the unbuffered
+ * hand-off. It is never held while another channel's lock is taken, nor
+ * while parking. */
+#include <errno.h>
+#include <stdalign.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "alloc.h"
+#include "backoff.h"
+#include "chan_internal.h"
+#include "panic.h"
+
+#define CACHE_LINE 64
+
+typedef struct {
+    atomic_uint_fast64_t stamp; /* expected position minus the slot's index */
+    /* elem_size bytes of value follow, 8-byte aligned */
+} slot;
+
+struct weft_chan {
+    /* Set by make, read-only after; then the two flags, read by every fast
+     * path and written only under lock when a queue empties or fills. */
+    size_t elem_size;
+    size_t cap;
+    size_t slot_size;
+    uint64_t mark_bit;                 /* tail bit: closed */
+    uint64_t one_lap;                  /* position increment of one full lap */
+    unsigned char *slots;              /* cap slots of slot_size bytes; NULL when cap == 0 */
+    atomic_long references;
+    atomic_int senders_waiting;        /* senders queue non-empty (buffered only) */
+    atomic_int receivers_waiting;      /* receivers queue non-empty (buffered only) */
+
+    alignas(CACHE_LINE) atomic_uint_fast64_t tail; /* senders' CAS target; mark_bit: closed */
+    alignas(CACHE_LINE) atomic_uint_fast64_t head; /* receivers' CAS target */
+
+    alignas(CACHE_LINE) pthread_mutex_t lock;
+    weft__waitq senders;   /* parked senders (unbuffered: with their values) */
+    weft__waitq receivers; /* parked receivers */
+};
+
+static inline slot *slot_at(const weft_chan *channel, uint64_t index) {
+    return (slot *)(channel->slots + index * channel->slot_size);
+}
+
+static inline void *slot_value(slot *s) { return (unsigned char *)s + sizeof(slot); }
+
+/* Copies of the common element sizes compile to one or two moves. */
+static inline void copy_value(void *to, const void *from, size_t size) {
+    switch (size) {
+    case 0: break;
+    case 4: memcpy(to, from, 4); break;
+    case 8: memcpy(to, from, 8); break;
+    case 16: memcpy(to, from, 16); break;
+    default: memcpy(to, from, size); break;
+    }
+}
+
+static bool is_closed(const weft_chan *channel) {
+    return (atomic_load(&channel->tail) & channel->mark_bit) != 0;
+}
+
+/* A large ring is mostly page faults the first time round: ask for 2 MiB
+ * pages over its aligned interior, so that a million-slot ring costs eight
+ * faults rather than four thousand. Advice only; failure changes nothing. */
+static void advise_huge_pages(void *memory, size_t size) {
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (size < 2 * huge) return;
+    uintptr_t start = ((uintptr_t)memory + huge - 1) & ~(huge - 1);
+    uintptr_t end = ((uintptr_t)memory + size) & ~(huge - 1);
+    if (end > start) madvise((void *)start, end - start, MADV_HUGEPAGE);
+}
+
+weft_chan *weft_chan_make(size_t elem_size, size_t cap) {
+    size_t value_size = (elem_size + 7) & ~(size_t)7;
+    if (value_size < elem_size || value_size > SIZE_MAX - sizeof(slot)) goto invalid;
+    size_t slot_size = sizeof(slot) + value_size;
+    if (cap > SIZE_MAX / slot_size || cap > (UINT64_MAX >> 2)) goto invalid;
+
+    weft_chan *channel = weft__aligned_alloc(CACHE_LINE, sizeof *channel);
+    if (!channel) goto no_memory;
+    memset(channel, 0, sizeof *channel);
+    channel->elem_size = elem_size;
+    channel->cap = cap;
+    channel->slot_size = slot_size;
+    uint64_t mark_bit = 1;
+    while (mark_bit < (uint64_t)cap + 1) mark_bit <<= 1;
+    channel->mark_bit = mark_bit;
+    channel->one_lap = mark_bit << 1;
+    if (cap > 0) {
+        channel->slots = weft__calloc(cap, slot_size);
+        if (!channel->slots) goto no_slots;
+        advise_huge_pages(channel->slots, cap * slot_size);
+    }
+    if (pthread_mutex_init(&channel->lock, NULL) != 0) goto no_lock;
+    atomic_init(&channel->references, 1);
+    return channel;
+
+no_lock:
+    weft__free(channel->slots);
+no_slots:
+    weft__free(channel);
+no_memory:
+    errno = ENOMEM;
+    return NULL;
+invalid:
+    errno = EINVAL;
+    return NULL;
+}
+
+void weft_chan_retain(weft_chan *channel) {
+    if (channel) atomic_fetch_add_explicit(&channel->references, 1, memory_order_relaxed);
+}
+
+void weft_chan_release(weft_chan *channel) {
+    if (!channel) return;
+    long before = atomic_fetch_sub_explicit(&channel->references, 1, memory_order_acq_rel);
+    if (before > 1) return;
+    if (before < 1) weft__panic("weft_chan_release of a channel with no references");
+    pthread_mutex_destroy(&channel->lock);
+    weft__free(channel->slots);
+    weft__free(channel);
+}
+
+size_t weft_chan_cap(const weft_chan *channel) { return channel ? channel->cap : 0; }
+
+size_t weft_chan_elem_size(const weft_chan *channel) { return channel ? channel->elem_size : 0; }
+
+size_t weft_chan_len(const weft_chan *channel) {
+    if (!channel || channel->cap == 0) return 0;
+    for (;;) {
+        uint64_t tail = atomic_load(&channel->tail) & ~channel->mark_bit;
+        uint64_t head = atomic_load(&channel->head);
+        if ((atomic_load(&channel->tail) & ~channel->mark_bit) != tail) continue;
+        uint64_t head_index = head & (channel->mark_bit - 1);
+        uint64_t tail_index = tail & (channel->mark_bit - 1);
+        if (head_index < tail_index) return tail_index - head_index;
+        if (head_index > tail_index) return channel->cap - head_index + tail_index;
+        return tail == head ? 0 : channel->cap;
+    }
+}
+
+/* The position after pos: the next index, or index 0 of the next lap. */
+static inline uint64_t next_position(const weft_chan *channel, uint64_t pos) {
+    uint64_t index = pos & (channel->mark_bit - 1);
+    if (index + 1 < channel->cap) return pos + 1;
+    return (pos & ~(channel->one_lap - 1)) + channel->one_lap;
+}
+
+/* ---- wait queues -------------------------------------------------------- */
+
+static inline weft__waitq *queue_for(weft_chan *channel, int dir) {
+    return dir == WEFT_SEND ? &channel->senders : &channel->receivers;
+}
+
+static inline atomic_int *flag_for(weft_chan *channel, int dir) {
+    return dir == WEFT_SEND ? &channel->senders_waiting : &channel->receivers_waiting;
+}
+
+/* Claim the oldest open waiter of queue and tell it to retry. */
+static void wake_one(weft_chan *channel, int dir) {
+    weft__waitq *queue = queue_for(channel, dir);
+    pthread_mutex_lock(&channel->lock);
+    weft__waiter *waiter = weft__waitq_claim(queue, NULL);
+    atomic_store(flag_for(channel, dir), !weft__waitq_empty(queue));
+    pthread_mutex_unlock(&channel->lock);
+    if (waiter) {
+        waiter->result = WEFT__RETRY;
+        weft__parker_unpark(waiter->parker);
+    }
+}
+
+void weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
+    pthread_mutex_lock(&channel->lock);
+    weft__waitq_push(queue_for(channel, dir), waiter);
+    if (channel->cap > 0) atomic_store(flag_for(channel, dir), 1);
+    pthread_mutex_unlock(&channel->lock);
+}
+
+void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter) {
+    weft__waitq *queue = queue_for(channel, dir);
+    pthread_mutex_lock(&channel->lock);
+    weft__waitq_remove(queue, waiter);
+    if (channel->cap > 0) atomic_store(flag_for(channel, dir), !weft__waitq_empty(queue));
+    pthread_mutex_unlock(&channel->lock);
+}
+
+/* ---- buffered: the ring ------------------------------------------------- */
+
+static int ring_send(weft_chan *channel, const void *elem) {
+    weft__backoff backoff = {0};
+    uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+    for (;;) {
+        if (tail & channel->mark_bit) return WEFT_ECLOSED;
+        uint64_t index = tail & (channel->mark_bit - 1);
+        slot *s = slot_at(channel, index);
+        uint64_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire) + index;
+        if (stamp == tail) {
+            uint64_t next = next_position(channel, tail);
+            if (atomic_compare_exchange_weak_explicit(&channel->tail, &tail, next,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                copy_value(slot_value(s), elem, channel->elem_size);
+                atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
+                if (atomic_load(&channel->receivers_waiting)) wake_one(channel, WEFT_RECV);
+                return 0;
+            }
+            weft__backoff_spin(&backoff);
+        } else if (stamp + channel->one_lap == tail + 1) {
+            /* The slot still holds last lap's value: full, unless a receiver
+             * has taken it and not yet freed the slot. */
+            atomic_thread_fence(memory_order_seq_cst);
+            uint64_t head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+            if (head + channel->one_lap == tail) return WEFT_EAGAIN;
+            weft__backoff_snooze(&backoff);
+            tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+        } else {
+            /* Another sender moved tail past us; catch up. */
+            weft__backoff_spin(&backoff);
+            tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+        }
+    }
+}
+
+static int ring_recv(weft_chan *channel, void *elem) {
+    weft__backoff backoff = {0};
+    uint64_t head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+    for (;;) {
+        uint64_t index = head & (channel->mark_bit - 1);
+        slot *s = slot_at(channel, index);
+        uint64_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire) + index;
+        if (stamp == head + 1) {
+            uint64_t next = next_position(channel, head);
+            if (atomic_compare_exchange_weak_explicit(&channel->head, &head, next,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                if (elem) copy_value(elem, slot_value(s), channel->elem_size);
+                atomic_store_explicit(&s->stamp, head + channel->one_lap - index,
+                                      memory_order_release);
+                if (atomic_load(&channel->senders_waiting)) wake_one(channel, WEFT_SEND);
+                return 0;
+            }
+            weft__backoff_spin(&backoff);
+        } else if (stamp == head) {
+            /* Nothing published here: empty, unless a sender has claimed the
+             * slot and is still writing it. */
+            atomic_thread_fence(memory_order_seq_cst);
+            uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+            if ((tail & ~channel->mark_bit) == head)
+                return (tail & channel->mark_bit) ? WEFT_ECLOSED : WEFT_EAGAIN;
+            weft__backoff_snooze(&backoff);
+            head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+        } else {
+            weft__backoff_spin(&backoff);
+            head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+        }
+    }
+}
+
+/* ---- unbuffered: hand-off under the lock -------------------------------- */
+
+static int handoff_send(weft_chan *channel, const void *elem, const weft__parker *self) {
+    pthread_mutex_lock(&channel->lock);
+    if (is_closed(channel)) {
+        pthread_mutex_unlock(&channel->lock);
+        return WEFT_ECLOSED;
+    }
+    weft__waiter *receiver = weft__waitq_claim(&channel->receivers, self);
+    pthread_mutex_unlock(&channel->lock);
+    if (!receiver) return WEFT_EAGAIN;
+    if (receiver->elem) copy_value(receiver->elem, elem, channel->elem_size);
+    receiver->result = 0;
+    weft__parker_unpark(receiver->parker);
+    return 0;
+}
+
+static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self) {
+    pthread_mutex_lock(&channel->lock);
+    weft__waiter *sender = weft__waitq_claim(&channel->senders, self);
+    bool closed = is_closed(channel);
+    pthread_mutex_unlock(&channel->lock);
+    if (!sender) return closed ? WEFT_ECLOSED : WEFT_EAGAIN;
+    if (elem) copy_value(elem, sender->elem, channel->elem_size);
+    sender->result = 0;
+    weft__parker_unpark(sender->parker);
+    return 0;
+}
+
+/* ---- what select and the blocking paths use ----------------------------- */
+
+int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self) {
+    if (channel->cap > 0) return dir == WEFT_SEND ? ring_send(channel, elem) : ring_recv(channel, elem);
+    return dir == WEFT_SEND ? handoff_send(channel, elem, self) : handoff_recv(channel, elem, self);
+}
+
+bool weft__chan_ready(weft_chan *channel, int dir, const weft__parker *self) {
+    if (channel->cap > 0) {
+        uint64_t tail = atomic_load(&channel->tail);
+        if (tail & channel->mark_bit) return true;
+        uint64_t head = atomic_load(&channel->head);
+        return dir == WEFT_SEND ? head + channel->one_lap != tail : head != tail;
+    }
+    pthread_mutex_lock(&channel->lock);
+    bool ready = is_closed(channel) ||
+                 weft__waitq_has_partner(dir == WEFT_SEND ? &channel->receivers
+                                                          : &channel->senders,
+                                         self);
+    pthread_mutex_unlock(&channel->lock);
+    return ready;
+}
+
+/* Claim every open waiter of queue and chain it onto *wake (through
+ * waiter->next, which is ours once claimed) with the given result. */
+static void claim_all(weft__waitq *queue, int result, weft__waiter **wake) {
+    weft__waiter *waiter;
+    while ((waiter = weft__waitq_claim(queue, NULL)) != NULL) {
+        waiter->result = result;
+        waiter->next = *wake;
+        *wake = waiter;
+    }
+}
+
+int weft_chan_close(weft_chan *channel) {
+    if (!channel) return WEFT_EINVAL;
+    weft__waiter *wake = NULL;
+    pthread_mutex_lock(&channel->lock);
+    uint64_t before = atomic_fetch_or(&channel->tail, channel->mark_bit);
+    if (before & channel->mark_bit) {
+        pthread_mutex_unlock(&channel->lock);
+        return WEFT_ECLOSED;
+    }
+    int result = channel->cap > 0 ? WEFT__RETRY : WEFT_ECLOSED;
+    claim_all(&channel->receivers, result, &wake);
+    claim_all(&channel->senders, result, &wake);
+    atomic_store(&channel->senders_waiting, 0);
+    atomic_store(&channel->receivers_waiting, 0);
+    pthread_mutex_unlock(&channel->lock);
+    while (wake) {
+        weft__waiter *next = wake->next;
+        weft__parker_unpark(wake->parker);
+        wake = next;
+    }
+    return 0;
+}
+
+/* ---- public operations -------------------------------------------------- */
+
+static bool passed(weft_time deadline) {
+    return deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline);
+}
+
+/* Try, spin a little while the ring is full or empty, then park. */
+static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
+    if (!channel) return WEFT_EINVAL;
+    if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
+    int result = weft__chan_try(channel, dir, elem, NULL);
+    if (result != WEFT_EAGAIN || passed(deadline)) return result;
+    if (channel->cap > 0) {
+        weft__backoff backoff = {0};
+        while (!weft__backoff_done(&backoff)) {
+            weft__backoff_snooze(&backoff);
+            result = weft__chan_try(channel, dir, elem, NULL);
+            if (result != WEFT_EAGAIN) return result;
+        }
+    }
+    weft_case only = {channel, dir, elem, 0};
+    result = weft__select_block(&only, 1, NULL, deadline);
+    return result < 0 ? result : only.err;
+}
+
+int weft_chan_send(weft_chan *channel, const void *elem) {
+    return operate(channel, WEFT_SEND, (void *)elem, WEFT_FOREVER);
+}
+
+int weft_chan_recv(weft_chan *channel, void *elem) {
+    return operate(channel, WEFT_RECV, elem, WEFT_FOREVER);
+}
+
+int weft_chan_try_send(weft_chan *channel, const void *elem) {
+    return operate(channel, WEFT_SEND, (void *)elem, WEFT_NOWAIT);
+}
+
+int weft_chan_try_recv(weft_chan *channel, void *elem) {
+    return operate(channel, WEFT_RECV, elem, WEFT_NOWAIT);
+}
+
+int weft_chan_send_until(weft_chan *channel, const void *elem, weft_time deadline) {
+    return operate(channel, WEFT_SEND, (void *)elem, deadline);
+}
+
+int weft_chan_recv_until(weft_chan *channel, void *elem, weft_time deadline) {
+    return operate(channel, WEFT_RECV, elem, deadline);
+}

@@ -1,0 +1,38 @@
+/* What select needs from a channel: try an operation without blocking,
+ * publish and withdraw a waiter, and ask whether a case could proceed now.
+ *
+ * Every function takes the direction (WEFT_SEND or WEFT_RECV) and, where it
+ * matters, the calling thread's parker as `self`, so that a select never
+ * finds its own waiters as partners. */
+#ifndef WEFT_LIB_CHAN_INTERNAL_H
+#define WEFT_LIB_CHAN_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "waiter.h"
+#include "weft/chan.h"
+
+/* One attempt: 0 (done: sent, or received into elem), WEFT_ECLOSED, or
+ * WEFT_EAGAIN (would block). Never parks. */
+int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self);
+
+/* Publish waiter on the channel's queue for dir, so that a partner, a
+ * close, or (buffered) room or a value claims it. */
+void weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
+
+/* Withdraw waiter if it is still queued. */
+void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
+
+/* Whether weft__chan_try would proceed now (or meet a close), ignoring
+ * self's own waiters. Called after registering, it closes the window in
+ * which the condition became true before the waiter was visible. */
+bool weft__chan_ready(weft_chan *channel, int dir, const weft__parker *self);
+
+/* The blocking engine shared by channel operations and select (select.c):
+ * block until one of cases[0..n) proceeds, after the caller's own attempts
+ * found none ready. order lists the case indices in the order to retry them
+ * (NULL: array order). Returns the case index (its err set) or WEFT_ETIMEDOUT,
+ * WEFT_ENOMEM (no parker for this thread). */
+int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_time deadline);
+
+#endif

@@ -1,0 +1,79 @@
+/* The parker: how a weft thread sleeps and is woken.
+ *
+ * Each thread that blocks in weft owns one parker (kept in thread-local
+ * storage, allocated on its first blocking call, recycled when the thread
+ * exits). A blocking operation arms the parker, publishes waiters that
+ * point at it (on one channel, or on every channel of a select), and parks.
+ * Whoever wants to complete the operation first claims the parker: a
+ * compare-and-swap of its claim word from WEFT__UNCLAIMED to a token (the
+ * index of the case it completes). Only the claimer may write to the
+ * waiter's buffers and must then unpark the owner exactly once. The owner
+ * claims its own parker with WEFT__CLAIM_SELF to give up (deadline, or a
+ * case found ready while registering); if that CAS fails, an unpark is on
+ * its way and the owner must park until it arrives.
+ *
+ * Waiting spins briefly, then yields, then sleeps on the condition
+ * variable: most hand-offs on a busy channel complete in well under a
+ * microsecond, and a futex round trip costs several.
+ *
+ * Parkers are never freed, only recycled, so an unparker that is still
+ * signalling the condition variable after the owner has returned (and
+ * even exited) touches valid memory; a stray signal is only a spurious
+ * wake-up for the parker's next owner, whose wait loop checks the state. */
+#ifndef WEFT_LIB_PARKER_H
+#define WEFT_LIB_PARKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "weft/error.h"
+#include "weft/time.h"
+
+enum {
+    WEFT__UNCLAIMED = -1,  /* armed: waiting for a claimer */
+    WEFT__CLAIM_SELF = -2, /* the owner gave up (deadline, or retry) */
+};
+
+typedef struct weft__parker {
+    atomic_int state;          /* EMPTY, SLEEPING or NOTIFIED (parker.c); written by owner and unparker */
+    atomic_int claim;          /* WEFT__UNCLAIMED, WEFT__CLAIM_SELF or a case index; CAS only */
+    pthread_mutex_t mutex;     /* guards the SLEEPING -> wait transition and the condvar */
+    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
+    struct weft__parker *next; /* recycling list, under the pool's lock */
+} weft__parker;
+
+/* The calling thread's parker, allocated on first use; NULL if that
+ * allocation failed (callers report WEFT_ENOMEM). */
+weft__parker *weft__parker_self(void);
+
+/* Owner: start a new wait. Resets the claim word to WEFT__UNCLAIMED.
+ * Must only be called when no waiter of the previous wait is published. */
+static inline void weft__parker_arm(weft__parker *parker) {
+    atomic_store_explicit(&parker->claim, WEFT__UNCLAIMED, memory_order_relaxed);
+}
+
+/* Anyone: take the right to complete the owner's wait. True for exactly
+ * one caller per arm; that caller must then call weft__parker_unpark
+ * (unless token is WEFT__CLAIM_SELF and the caller is the owner). */
+static inline bool weft__parker_claim(weft__parker *parker, int token) {
+    int expected = WEFT__UNCLAIMED;
+    return atomic_compare_exchange_strong_explicit(&parker->claim, &expected, token,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+/* The claim word now: WEFT__UNCLAIMED while nobody has claimed. */
+static inline int weft__parker_claimed(weft__parker *parker) {
+    return atomic_load_explicit(&parker->claim, memory_order_acquire);
+}
+
+/* Claimer: wake the owner. Everything the claimer wrote before this call
+ * is visible to the owner when weft__parker_park returns 0. */
+void weft__parker_unpark(weft__parker *parker);
+
+/* Owner: wait for an unpark, or until deadline. Returns 0 when unparked
+ * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. */
+int weft__parker_park(weft__parker *parker, weft_time deadline);
+
+#endif

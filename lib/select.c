@@ -1,0 +1,179 @@
+/* Select, and the blocking engine every channel operation parks through.
+ *
+ * weft_select first tries each case once, in a fresh random permutation
+ * (Fisher-Yates over a per-thread xorshift generator), so that the choice
+ * among ready cases is uniform. If none is ready and the deadline allows,
+ * it spins briefly retrying, then blocks:
+ *
+ *   1. arm the thread's parker (claim word := WEFT__UNCLAIMED);
+ *   2. publish one waiter per case on its channel (each channel's lock is
+ *      taken and released in turn: no two are ever held together);
+ *   3. re-check every case (weft__chan_ready): a case that became ready
+ *      before its waiter was visible would otherwise never wake us. If one
+ *      is ready, claim ourselves (WEFT__CLAIM_SELF), withdraw, and retry;
+ *   4. park. Whoever claims the parker first (a partner, a close, a wake-up
+ *      for room or a value) wins; every other channel that looks at one of
+ *      our waiters sees the claim taken and drops the waiter;
+ *   5. withdraw every waiter (under each channel's lock, so none outlives
+ *      this stack frame), then act on the winning waiter's result: 0 or
+ *      WEFT_ECLOSED means an unbuffered partner already completed the case;
+ *      WEFT__RETRY means try that case first, then all of them again.
+ *
+ * On a deadline the thread claims itself; if that fails a claimer is
+ * completing a case right now, so it waits for the unpark and reports that
+ * case: the operation happened, and must not be reported as timed out. */
+#include <stdlib.h>
+
+#include "alloc.h"
+#include "backoff.h"
+#include "chan_internal.h"
+
+static _Thread_local uint64_t random_state;
+
+/* A number below bound, uniform to within bound / 2^32. */
+static uint32_t random_below(uint32_t bound) {
+    uint64_t x = random_state;
+    if (x == 0) x = (uint64_t)(uintptr_t)&random_state ^ (uint64_t)weft_now() ^ 0x9e3779b97f4a7c15u;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    random_state = x;
+    uint32_t bits = (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 32);
+    return (uint32_t)(((uint64_t)bits * bound) >> 32);
+}
+
+static inline size_t case_at(const unsigned *order, size_t k) { return order ? order[k] : k; }
+
+static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters) {
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].ch) weft__chan_unregister(cases[i].ch, cases[i].dir, &waiters[i]);
+}
+
+/* One attempt at every case in order: the index of the first that
+ * proceeds (its err set), or WEFT_EAGAIN. */
+static int try_all(weft_case *cases, size_t n, const unsigned *order, const weft__parker *self) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = case_at(order, k);
+        if (!cases[i].ch) continue;
+        int result = weft__chan_try(cases[i].ch, cases[i].dir, cases[i].elem, self);
+        if (result != WEFT_EAGAIN) {
+            cases[i].err = result;
+            return (int)i;
+        }
+    }
+    return WEFT_EAGAIN;
+}
+
+int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_time deadline) {
+    weft__parker *self = weft__parker_self();
+    if (!self) return WEFT_ENOMEM;
+    weft__waiter stack_waiters[WEFT_SELECT_STACK_CASES];
+    weft__waiter *waiters = stack_waiters;
+    if (n > WEFT_SELECT_STACK_CASES) {
+        waiters = weft__malloc(n * sizeof *waiters);
+        if (!waiters) return WEFT_ENOMEM;
+    }
+
+    int chosen;
+    for (;;) {
+        weft__parker_arm(self);
+        for (size_t k = 0; k < n; k++) {
+            size_t i = case_at(order, k);
+            if (!cases[i].ch) continue;
+            waiters[i] = (weft__waiter){.parker = self, .elem = cases[i].elem, .token = (int)i};
+            weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i]);
+        }
+
+        bool ready = false;
+        for (size_t k = 0; k < n && !ready; k++) {
+            size_t i = case_at(order, k);
+            ready = cases[i].ch && weft__chan_ready(cases[i].ch, cases[i].dir, self);
+        }
+        if (ready && weft__parker_claim(self, WEFT__CLAIM_SELF)) {
+            withdraw(cases, n, waiters);
+            chosen = try_all(cases, n, order, self);
+            if (chosen >= 0) break;
+            continue;
+        }
+        if (!ready && weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
+            if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
+                withdraw(cases, n, waiters);
+                chosen = WEFT_ETIMEDOUT;
+                break;
+            }
+            ready = true; /* a claimer beat the deadline: its unpark is coming */
+        }
+        if (ready) weft__parker_park(self, WEFT_FOREVER);
+
+        chosen = weft__parker_claimed(self);
+        withdraw(cases, n, waiters);
+        int result = waiters[chosen].result;
+        if (result != WEFT__RETRY) {
+            cases[chosen].err = result;
+            break;
+        }
+        /* Woken for room, a value or a close: that case first, then all. */
+        weft_case *woken = &cases[chosen];
+        result = weft__chan_try(woken->ch, woken->dir, woken->elem, self);
+        if (result != WEFT_EAGAIN) {
+            woken->err = result;
+            break;
+        }
+        chosen = try_all(cases, n, order, self);
+        if (chosen >= 0) break;
+    }
+
+    if (waiters != stack_waiters) weft__free(waiters);
+    return chosen;
+}
+
+static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool biased) {
+    if (n > 0 && !cases) return WEFT_EINVAL;
+    if (n > (size_t)INT32_MAX) return WEFT_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (cases[i].dir != WEFT_SEND && cases[i].dir != WEFT_RECV) return WEFT_EINVAL;
+        if (cases[i].ch && cases[i].dir == WEFT_SEND && !cases[i].elem &&
+            weft_chan_elem_size(cases[i].ch) > 0)
+            return WEFT_EINVAL;
+    }
+
+    unsigned stack_order[WEFT_SELECT_STACK_CASES];
+    unsigned *order = NULL;
+    if (!biased) {
+        order = stack_order;
+        if (n > WEFT_SELECT_STACK_CASES) {
+            order = weft__malloc(n * sizeof *order);
+            if (!order) return WEFT_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t j = random_below((uint32_t)i + 1); /* inside-out Fisher-Yates */
+            if (j != i) order[i] = order[j];
+            order[j] = (unsigned)i;
+        }
+    }
+
+    int chosen = try_all(cases, n, order, NULL);
+    if (chosen >= 0) goto out;
+    if (deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline)) {
+        chosen = WEFT_EAGAIN;
+        goto out;
+    }
+    weft__backoff backoff = {0};
+    while (!weft__backoff_done(&backoff)) {
+        weft__backoff_snooze(&backoff);
+        chosen = try_all(cases, n, order, NULL);
+        if (chosen >= 0) goto out;
+    }
+    chosen = weft__select_block(cases, n, order, deadline);
+out:
+    if (order && order != stack_order) weft__free(order);
+    return chosen;
+}
+
+int weft_select(weft_case *cases, size_t n, weft_time deadline) {
+    return select_cases(cases, n, deadline, false);
+}
+
+int weft_select_biased(weft_case *cases, size_t n, weft_time deadline) {
+    return select_cases(cases, n, deadline, true);
+}

@@ -1,0 +1,13 @@
+/* Private time helpers shared by the modules that sleep. */
+#ifndef WEFT_LIB_TIME_INTERNAL_H
+#define WEFT_LIB_TIME_INTERNAL_H
+
+#include <time.h>
+
+#include "weft/time.h"
+
+/* A CLOCK_MONOTONIC time point as a timespec, for pthread_cond_timedwait
+ * on a condition variable whose clock is CLOCK_MONOTONIC. */
+struct timespec weft__timespec(weft_time t);
+
+#endif
