@@ -20,8 +20,8 @@
  * Waking without losing wake-ups, and without a lock when nobody sleeps:
  * a thread about to park pushes a waiter on senders or receivers under
  * channel->lock, sets senders_waiting / receivers_waiting (seq_cst), and
- * only then re-checks whether it could proceed (weft__chan_ready, seq_cst
- * loads of head and tail). A sender advances tail with a seq_cst CAS and
+ * only then re-checks whether it could proceed (ring_ready, seq_cst loads
+ * of head and tail). A sender advances tail with a seq_cst CAS and
  * then loads receivers_waiting (seq_cst); a receiver does the same with
  * head and senders_waiting. In the single total order of seq_cst
  * operations either the flag store comes first, and the partner sees the
@@ -221,11 +221,29 @@ static void wake_one(weft_chan *channel, int dir) {
     }
 }
 
-void weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
+/* Whether the ring has room (send) or a value (receive), or is closed.
+ * seq_cst loads: they pair with the fast paths' CAS (see the top). */
+static bool ring_ready(weft_chan *channel, int dir) {
+    uint64_t tail = atomic_load(&channel->tail);
+    if (tail & channel->mark_bit) return true;
+    uint64_t head = atomic_load(&channel->head);
+    return dir == WEFT_SEND ? head + channel->one_lap != tail : head != tail;
+}
+
+bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
+    weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
-    weft__waitq_push(queue_for(channel, dir), waiter);
-    if (channel->cap > 0) atomic_store(flag_for(channel, dir), 1);
+    weft__waitq_push(queue, waiter);
+    bool ready;
+    if (channel->cap > 0) {
+        atomic_store(flag_for(channel, dir), 1);
+        ready = ring_ready(channel, dir);
+    } else {
+        weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
+        ready = is_closed(channel) || weft__waitq_has_partner(partners, waiter->parker);
+    }
     pthread_mutex_unlock(&channel->lock);
+    return ready;
 }
 
 void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter) {
@@ -310,6 +328,11 @@ static int ring_recv(weft_chan *channel, void *elem) {
 
 /* ---- unbuffered: hand-off under the lock -------------------------------- */
 
+/* Whether a deadline means "do not block": at or before now. */
+static bool passed(weft_time deadline) {
+    return deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline);
+}
+
 static int handoff_send(weft_chan *channel, const void *elem, const weft__parker *self) {
     pthread_mutex_lock(&channel->lock);
     if (is_closed(channel)) {
@@ -342,22 +365,6 @@ static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self
 int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self) {
     if (channel->cap > 0) return dir == WEFT_SEND ? ring_send(channel, elem) : ring_recv(channel, elem);
     return dir == WEFT_SEND ? handoff_send(channel, elem, self) : handoff_recv(channel, elem, self);
-}
-
-bool weft__chan_ready(weft_chan *channel, int dir, const weft__parker *self) {
-    if (channel->cap > 0) {
-        uint64_t tail = atomic_load(&channel->tail);
-        if (tail & channel->mark_bit) return true;
-        uint64_t head = atomic_load(&channel->head);
-        return dir == WEFT_SEND ? head + channel->one_lap != tail : head != tail;
-    }
-    pthread_mutex_lock(&channel->lock);
-    bool ready = is_closed(channel) ||
-                 weft__waitq_has_partner(dir == WEFT_SEND ? &channel->receivers
-                                                          : &channel->senders,
-                                         self);
-    pthread_mutex_unlock(&channel->lock);
-    return ready;
 }
 
 /* Claim every open waiter of queue and chain it onto *wake (through
@@ -396,23 +403,58 @@ int weft_chan_close(weft_chan *channel) {
 
 /* ---- public operations -------------------------------------------------- */
 
-static bool passed(weft_time deadline) {
-    return deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline);
+/* An unbuffered send or receive, as Go's: under one hold of the lock,
+ * either complete with a parked partner or queue our own waiter; then park
+ * until a partner (or a close) completes us. Nobody else can claim our
+ * parker before the waiter is queued, so no self-claim is needed first. */
+static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) {
+    bool may_block = !passed(deadline);
+    weft__parker *self = may_block ? weft__parker_self() : NULL;
+    if (may_block && !self) return WEFT_ENOMEM;
+    weft__waiter waiter = {.parker = self, .elem = elem, .token = 0};
+    weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
+    if (self) weft__parker_arm(self);
+
+    pthread_mutex_lock(&channel->lock);
+    bool closed = is_closed(channel);
+    weft__waiter *partner = dir == WEFT_SEND && closed ? NULL : weft__waitq_claim(partners, self);
+    if (!partner && !closed && may_block) weft__waitq_push(queue_for(channel, dir), &waiter);
+    pthread_mutex_unlock(&channel->lock);
+
+    if (partner) {
+        if (dir == WEFT_SEND) {
+            if (partner->elem) copy_value(partner->elem, elem, channel->elem_size);
+        } else if (elem) {
+            copy_value(elem, partner->elem, channel->elem_size);
+        }
+        partner->result = 0;
+        weft__parker_unpark(partner->parker);
+        return 0;
+    }
+    if (closed) return WEFT_ECLOSED;
+    if (!may_block) return WEFT_EAGAIN;
+    if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
+        if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
+            weft__chan_unregister(channel, dir, &waiter);
+            return WEFT_ETIMEDOUT;
+        }
+        weft__parker_park(self, WEFT_FOREVER); /* a partner beat the deadline */
+    }
+    return waiter.result;
 }
 
-/* Try, spin a little while the ring is full or empty, then park. */
+/* Try; for a ring, spin a little while it is full or empty; then park. */
 static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
+    if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
     int result = weft__chan_try(channel, dir, elem, NULL);
     if (result != WEFT_EAGAIN || passed(deadline)) return result;
-    if (channel->cap > 0) {
-        weft__backoff backoff = {0};
-        while (!weft__backoff_done(&backoff)) {
-            weft__backoff_snooze(&backoff);
-            result = weft__chan_try(channel, dir, elem, NULL);
-            if (result != WEFT_EAGAIN) return result;
-        }
+    weft__backoff backoff = {0};
+    while (!weft__backoff_done(&backoff)) {
+        weft__backoff_snooze(&backoff);
+        result = weft__chan_try(channel, dir, elem, NULL);
+        if (result != WEFT_EAGAIN) return result;
     }
     weft_case only = {channel, dir, elem, 0};
     result = weft__select_block(&only, 1, NULL, deadline);

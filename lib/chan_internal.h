@@ -17,16 +17,14 @@
 int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self);
 
 /* Publish waiter on the channel's queue for dir, so that a partner, a
- * close, or (buffered) room or a value claims it. */
-void weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
+ * close, or (buffered) room or a value claims it. Returns whether the case
+ * could proceed right now, ignoring self's own waiters (self is
+ * waiter->parker): judged after the waiter became visible, this closes
+ * the window in which the case became ready unseen. */
+bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
 
 /* Withdraw waiter if it is still queued. */
 void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
-
-/* Whether weft__chan_try would proceed now (or meet a close), ignoring
- * self's own waiters. Called after registering, it closes the window in
- * which the condition became true before the waiter was visible. */
-bool weft__chan_ready(weft_chan *channel, int dir, const weft__parker *self);
 
 /* The blocking engine shared by channel operations and select (select.c):
  * block until one of cases[0..n) proceeds, after the caller's own attempts

@@ -7,15 +7,16 @@
  *
  *   1. arm the thread's parker (claim word := WEFT__UNCLAIMED);
  *   2. publish one waiter per case on its channel (each channel's lock is
- *      taken and released in turn: no two are ever held together);
- *   3. re-check every case (weft__chan_ready): a case that became ready
- *      before its waiter was visible would otherwise never wake us. If one
- *      is ready, claim ourselves (WEFT__CLAIM_SELF), withdraw, and retry;
+ *      taken and released in turn: no two are ever held together), and
+ *      with it learn whether the case could proceed now: a case that became
+ *      ready before its waiter was visible would otherwise never wake us.
+ *   3. if one could, claim ourselves (WEFT__CLAIM_SELF), withdraw, retry;
  *   4. park. Whoever claims the parker first (a partner, a close, a wake-up
  *      for room or a value) wins; every other channel that looks at one of
  *      our waiters sees the claim taken and drops the waiter;
- *   5. withdraw every waiter (under each channel's lock, so none outlives
- *      this stack frame), then act on the winning waiter's result: 0 or
+ *   5. withdraw every other waiter (under each channel's lock, so none
+ *      outlives this stack frame; the claimer unlinked the winning one),
+ *      then act on the winning waiter's result: 0 or
  *      WEFT_ECLOSED means an unbuffered partner already completed the case;
  *      WEFT__RETRY means try that case first, then all of them again.
  *
@@ -44,9 +45,12 @@ static uint32_t random_below(uint32_t bound) {
 
 static inline size_t case_at(const unsigned *order, size_t k) { return order ? order[k] : k; }
 
-static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters) {
+/* Take back every waiter but the one of case skip (its claimer unlinked
+ * it; -1: none was claimed). */
+static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters, int skip) {
     for (size_t i = 0; i < n; i++)
-        if (cases[i].ch) weft__chan_unregister(cases[i].ch, cases[i].dir, &waiters[i]);
+        if (cases[i].ch && (int)i != skip)
+            weft__chan_unregister(cases[i].ch, cases[i].dir, &waiters[i]);
 }
 
 /* One attempt at every case in order: the index of the first that
@@ -77,27 +81,22 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
     int chosen;
     for (;;) {
         weft__parker_arm(self);
+        bool ready = false;
         for (size_t k = 0; k < n; k++) {
             size_t i = case_at(order, k);
             if (!cases[i].ch) continue;
             waiters[i] = (weft__waiter){.parker = self, .elem = cases[i].elem, .token = (int)i};
-            weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i]);
-        }
-
-        bool ready = false;
-        for (size_t k = 0; k < n && !ready; k++) {
-            size_t i = case_at(order, k);
-            ready = cases[i].ch && weft__chan_ready(cases[i].ch, cases[i].dir, self);
+            if (weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i])) ready = true;
         }
         if (ready && weft__parker_claim(self, WEFT__CLAIM_SELF)) {
-            withdraw(cases, n, waiters);
+            withdraw(cases, n, waiters, -1);
             chosen = try_all(cases, n, order, self);
             if (chosen >= 0) break;
             continue;
         }
         if (!ready && weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
             if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
-                withdraw(cases, n, waiters);
+                withdraw(cases, n, waiters, -1);
                 chosen = WEFT_ETIMEDOUT;
                 break;
             }
@@ -106,7 +105,7 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
         if (ready) weft__parker_park(self, WEFT_FOREVER);
 
         chosen = weft__parker_claimed(self);
-        withdraw(cases, n, waiters);
+        withdraw(cases, n, waiters, chosen);
         int result = waiters[chosen].result;
         if (result != WEFT__RETRY) {
             cases[chosen].err = result;

@@ -5,7 +5,8 @@
  * A wait queue is a FIFO of waiters protected by its owner's lock (the
  * channel's, the mutex's...): every function here must be called with that
  * lock held. A waiter stays in a queue until the thread that claims it, or
- * its owner, unlinks it; the owner unlinks every waiter of a wait under
+ * its owner, unlinks it (a claimer always unlinks the waiter it claimed,
+ * so the owner need not look for it); the owner unlinks every waiter of a wait under
  * the queues' locks before returning, so no queue ever points at a dead
  * stack frame. */
 #ifndef WEFT_LIB_WAITER_H
