@@ -209,7 +209,7 @@ static inline atomic_int *flag_for(weft_chan *channel, int dir) {
 }
 
 /* Claim the oldest open waiter of queue and tell it to retry. */
-static void wake_one(weft_chan *channel, int dir) {
+__attribute__((noinline)) static void wake_one(weft_chan *channel, int dir) {
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
     weft__waiter *waiter = weft__waitq_claim(queue, NULL);
@@ -444,7 +444,7 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
 }
 
 /* Try; for a ring, spin a little while it is full or empty; then park. */
-static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
+__attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
     if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
@@ -461,26 +461,69 @@ static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     return result < 0 ? result : only.err;
 }
 
+/* The uncontended ring operation, small enough to inline into the public
+ * entry points: one attempt, and anything unusual (a lost race, a full or
+ * empty ring, a close) goes to operate. Returns 0 or SLOW. */
+enum { SLOW = 1 };
+
+static inline int fast_send(weft_chan *channel, const void *elem) {
+    if (!channel || channel->cap == 0 || (!elem && channel->elem_size > 0)) return SLOW;
+    uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+    uint64_t index = tail & (channel->mark_bit - 1); /* a closed tail never matches a stamp */
+    slot *s = slot_at(channel, index);
+    if (atomic_load_explicit(&s->stamp, memory_order_acquire) + index != tail) return SLOW;
+    if (!atomic_compare_exchange_strong_explicit(&channel->tail, &tail,
+                                                 next_position(channel, tail),
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return SLOW;
+    copy_value(slot_value(s), elem, channel->elem_size);
+    atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
+    if (atomic_load(&channel->receivers_waiting)) wake_one(channel, WEFT_RECV);
+    return 0;
+}
+
+static inline int fast_recv(weft_chan *channel, void *elem) {
+    if (!channel || channel->cap == 0) return SLOW;
+    uint64_t head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+    uint64_t index = head & (channel->mark_bit - 1);
+    slot *s = slot_at(channel, index);
+    if (atomic_load_explicit(&s->stamp, memory_order_acquire) + index != head + 1) return SLOW;
+    if (!atomic_compare_exchange_strong_explicit(&channel->head, &head,
+                                                 next_position(channel, head),
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return SLOW;
+    if (elem) copy_value(elem, slot_value(s), channel->elem_size);
+    atomic_store_explicit(&s->stamp, head + channel->one_lap - index, memory_order_release);
+    if (atomic_load(&channel->senders_waiting)) wake_one(channel, WEFT_SEND);
+    return 0;
+}
+
 int weft_chan_send(weft_chan *channel, const void *elem) {
+    if (fast_send(channel, elem) == 0) return 0;
     return operate(channel, WEFT_SEND, (void *)elem, WEFT_FOREVER);
 }
 
 int weft_chan_recv(weft_chan *channel, void *elem) {
+    if (fast_recv(channel, elem) == 0) return 0;
     return operate(channel, WEFT_RECV, elem, WEFT_FOREVER);
 }
 
 int weft_chan_try_send(weft_chan *channel, const void *elem) {
+    if (fast_send(channel, elem) == 0) return 0;
     return operate(channel, WEFT_SEND, (void *)elem, WEFT_NOWAIT);
 }
 
 int weft_chan_try_recv(weft_chan *channel, void *elem) {
+    if (fast_recv(channel, elem) == 0) return 0;
     return operate(channel, WEFT_RECV, elem, WEFT_NOWAIT);
 }
 
 int weft_chan_send_until(weft_chan *channel, const void *elem, weft_time deadline) {
+    if (fast_send(channel, elem) == 0) return 0;
     return operate(channel, WEFT_SEND, (void *)elem, deadline);
 }
 
 int weft_chan_recv_until(weft_chan *channel, void *elem, weft_time deadline) {
+    if (fast_recv(channel, elem) == 0) return 0;
     return operate(channel, WEFT_RECV, elem, deadline);
 }
