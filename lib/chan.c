@@ -278,8 +278,7 @@ static int ring_send(weft_chan *channel, const void *elem) {
         } else if (stamp + channel->one_lap == tail + 1) {
             /* The slot still holds last lap's value: full, unless a receiver
              * has taken it and not yet freed the slot. */
-            atomic_thread_fence(memory_order_seq_cst);
-            uint64_t head = atomic_load_explicit(&channel->head, memory_order_relaxed);
+            uint64_t head = atomic_load(&channel->head);
             if (head + channel->one_lap == tail) return WEFT_EAGAIN;
             weft__backoff_snooze(&backoff);
             tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
@@ -313,8 +312,7 @@ static int ring_recv(weft_chan *channel, void *elem) {
         } else if (stamp == head) {
             /* Nothing published here: empty, unless a sender has claimed the
              * slot and is still writing it. */
-            atomic_thread_fence(memory_order_seq_cst);
-            uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+            uint64_t tail = atomic_load(&channel->tail);
             if ((tail & ~channel->mark_bit) == head)
                 return (tail & channel->mark_bit) ? WEFT_ECLOSED : WEFT_EAGAIN;
             weft__backoff_snooze(&backoff);
