@@ -1,0 +1,298 @@
+# weft — non-recursive GNU make build.
+#
+#   make                 lib/libweft.a, lib/libweft.so (soname libweft.so.0), weft.pc
+#   make test            build and run every test/test_*.c (Check; installs it if missing and root)
+#   make build-tests     build them without running
+#   make tsan / asan     the same tests under ThreadSanitizer / AddressSanitizer+UBSan
+#   make valgrind        the unit tests under valgrind (CK_FORK=no)
+#   make bench           build bench/weft-bench and run it
+#   make examples        build examples/*.c into build/release/examples/
+#   make install / uninstall   PREFIX=/usr/local DESTDIR=
+#   make format / check-format  clang-format on every source
+#   make clean
+#
+# Knobs: CC, CFLAGS (optimisation and warnings), CPPFLAGS, LDFLAGS, LDLIBS,
+# WERROR=1 (warnings are errors), V=1 (show full commands),
+# TESTS="test/test_chan.c ..." (run a subset), TEST_TIMEOUT (Check's
+# CK_DEFAULT_TIMEOUT, seconds), SAN_TIMEOUT_MULTIPLIER (CK_TIMEOUT_MULTIPLIER
+# under the sanitizers: scales the default and every tcase_set_timeout).
+#
+# Objects live under build/<variant>/ (release, tsan, asan) with -MMD
+# dependency files, so the three builds never mix. Each variant records its
+# compiler command line in build/<variant>/flags; a change (say CC=clang)
+# rebuilds that variant.
+
+VERSION     := 0.1.0
+SOVERSION   := 0
+
+PKG_CONFIG  ?= pkg-config
+CLANG_FORMAT ?= clang-format
+VALGRIND    ?= valgrind
+
+CFLAGS      ?= -O2 -g -Wall -Wextra -Wpedantic
+LDFLAGS     ?=
+LDLIBS      ?=
+
+# Recipes use bash (pipefail); Debian always has it.
+SHELL       := /bin/bash
+
+# Flags the build cannot do without: they stay when CFLAGS is overridden.
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread -fPIC -Iinclude -Ilib
+ifeq ($(WERROR),1)
+BASE_CFLAGS += -Werror
+endif
+
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+TEST_TIMEOUT           ?= 120
+SAN_TIMEOUT_MULTIPLIER ?= 5
+
+ifeq ($(V),1)
+Q :=
+quiet = @:
+else
+Q := @
+quiet = @printf '  %-6s %s\n'
+endif
+
+# ---------------------------------------------------------------------------
+# Sources (wildcards: modules, tests, benches and examples come and go)
+
+LIB_SRCS     := $(sort $(wildcard lib/*.c))
+PUB_HEADERS  := $(wildcard include/weft/*.h)
+TESTS        ?= $(sort $(wildcard test/test_*.c))
+BENCH_SRCS   := $(sort $(wildcard bench/*.c))
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+FORMAT_SRCS   = $(wildcard include/weft.h include/weft/*.h lib/*.[ch] test/*.[ch] \
+                  test/*/*.[ch] bench/*.[ch] examples/*.[ch])
+
+STATIC_LIB  := lib/libweft.a
+SONAME      := libweft.so.$(SOVERSION)
+SHARED_REAL := lib/libweft.so.$(VERSION)
+SHARED_LIBS := lib/libweft.so lib/$(SONAME) $(SHARED_REAL)
+
+BENCH       := bench/weft-bench
+EXAMPLES    := $(patsubst examples/%.c,build/release/examples/%,$(EXAMPLE_SRCS))
+
+# Check's flags, asked of pkg-config only when a test is compiled (after
+# scripts/need-check.sh has made sure it is there), then remembered.
+CHECK_CFLAGS = $(eval CHECK_CFLAGS := $$(shell $(PKG_CONFIG) --cflags check))$(CHECK_CFLAGS)
+CHECK_LIBS   = $(eval CHECK_LIBS := $$(shell $(PKG_CONFIG) --libs check))$(CHECK_LIBS)
+
+# ---------------------------------------------------------------------------
+# Variants: release (the library users get), tsan, asan.
+
+release_CFLAGS  :=
+release_LDFLAGS :=
+release_LIB     := $(STATIC_LIB)
+tsan_CFLAGS     := -fsanitize=thread -O1 -g
+tsan_LDFLAGS    := -fsanitize=thread
+tsan_LIB        := build/tsan/libweft.a
+asan_CFLAGS     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan_LDFLAGS    := -fsanitize=address,undefined
+asan_LIB        := build/asan/libweft.a
+
+# How each variant runs a test binary.
+release_RUN_ENV := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT)
+tsan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SAN_TIMEOUT_MULTIPLIER) \
+                   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)"
+asan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SAN_TIMEOUT_MULTIPLIER) \
+                   ASAN_OPTIONS="detect_leaks=1 $(ASAN_OPTIONS)" \
+                   UBSAN_OPTIONS="print_stacktrace=1 $(UBSAN_OPTIONS)"
+# gcc 12's ThreadSanitizer cannot map its shadow memory when the kernel
+# randomizes mmap with more than 28 bits; run without ASLR there.
+tsan_RUN_WRAP    = $(shell r=$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0); \
+                     [ "$$r" -gt 28 ] && command -v setarch >/dev/null && echo "setarch $$(uname -m) -R")
+
+.PHONY: all test build-tests tsan asan valgrind bench examples install uninstall clean \
+        format check-format check-deps FORCE
+.SUFFIXES:
+.DELETE_ON_ERROR:
+
+all: $(STATIC_LIB) $(SHARED_LIBS) weft.pc
+
+# $(call variant,NAME): objects, library and test programs of one variant.
+define variant
+$(1)_FLAGS   = $$(BASE_CFLAGS) $$(CPPFLAGS) $$(CFLAGS) $$($(1)_CFLAGS)
+$(1)_OBJS   := $$(patsubst %.c,build/$(1)/%.o,$$(LIB_SRCS))
+$(1)_TESTS  := $$(patsubst test/%.c,build/$(1)/test/%,$$(TESTS))
+
+build/$(1)/flags: FORCE
+	@mkdir -p $$(@D)
+	@echo '$$(CC) $$($(1)_FLAGS) $$(LDFLAGS) $$($(1)_LDFLAGS)' | cmp -s - $$@ \
+	    || echo '$$(CC) $$($(1)_FLAGS) $$(LDFLAGS) $$($(1)_LDFLAGS)' > $$@
+
+build/$(1)/lib/%.o: lib/%.c build/$(1)/flags
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$($(1)_FLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/test/%.o: test/%.c build/$(1)/flags | check-deps
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$($(1)_FLAGS) $$(CHECK_CFLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/test/%: build/$(1)/test/%.o $$($(1)_LIB) | check-deps
+	$$(quiet) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) $$($(1)_LDFLAGS) -o $$@ $$< $$($(1)_LIB) $$(CHECK_LIBS) -pthread -lm $$(LDLIBS)
+
+$$($(1)_LIB): $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	$$(quiet) AR $$@
+	$$(Q)rm -f $$@ && $$(AR) rcs $$@ $$^
+endef
+
+$(eval $(call variant,release))
+$(eval $(call variant,tsan))
+$(eval $(call variant,asan))
+
+# Keep test objects: they are not intermediate junk to delete after linking.
+.SECONDARY:
+
+# ---------------------------------------------------------------------------
+# The library
+
+$(SHARED_REAL): $(release_OBJS)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -shared -pthread -Wl,-soname,$(SONAME) -Wl,-z,defs -o $@ $^ $(LDLIBS)
+
+lib/$(SONAME): $(SHARED_REAL)
+	$(Q)ln -sf $(notdir $<) $@
+
+lib/libweft.so: lib/$(SONAME)
+	$(Q)ln -sf $(notdir $<) $@
+
+# weft.pc carries PREFIX; it is rewritten only when its text changes, so
+# `make install PREFIX=...` gets the right one without needless rebuilds.
+weft.pc: weft.pc.in FORCE
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "  GEN    $@"; fi
+
+# ---------------------------------------------------------------------------
+# Tests
+
+check-deps:
+	@PKG_CONFIG='$(PKG_CONFIG)' sh scripts/need-check.sh
+
+# $(call run-tests,VARIANT,WRAPPER): run each test binary in turn, show its
+# output (and keep it in <binary>.log), fail if any exits non-zero or any
+# Check summary reports failures or errors.
+define run-tests
+	@set -o pipefail; failed=""; n=0; \
+	[ -n "$($(1)_TESTS)" ] || { echo "weft: no tests (test/test_*.c)"; exit 1; }; \
+	for t in $($(1)_TESTS); do \
+	    n=$$((n + 1)); \
+	    echo "== $(1): $$t"; \
+	    if env $($(1)_RUN_ENV) $(2) ./$$t 2>&1 | tee $$t.log; \
+	       then rc=0; else rc=$$?; fi; \
+	    if [ $$rc -ne 0 ] || grep -Eq 'Failures: [1-9]|Errors: [1-9]' $$t.log; then \
+	        failed="$$failed $${t##*/}"; echo "== $(1): $$t FAILED (exit $$rc)"; fi; \
+	done; \
+	echo "== $(1) summary:"; \
+	grep -H -E '^[0-9]+%: Checks:' $(addsuffix .log,$($(1)_TESTS)) | sed 's|^build/[^/]*/test/||; s|\.log:|: |' ; \
+	if [ -n "$$failed" ]; then echo "== $(1): FAILED:$$failed"; exit 1; fi; \
+	echo "== $(1): all $$n test programs passed"
+endef
+
+test: $(release_TESTS)
+	$(call run-tests,release,)
+
+# Build the test programs without running them.
+build-tests: $(release_TESTS)
+
+tsan: $(tsan_TESTS)
+	$(call run-tests,tsan,$(tsan_RUN_WRAP))
+
+asan: $(asan_TESTS)
+	$(call run-tests,asan,)
+
+valgrind: $(release_TESTS)
+	@command -v $(VALGRIND) >/dev/null || \
+	    { echo "weft: valgrind not found; install it: sudo apt-get install valgrind"; exit 1; }
+	@failed=""; \
+	[ -n "$(release_TESTS)" ] || { echo "weft: no tests (test/test_*.c)"; exit 1; }; \
+	for t in $(release_TESTS); do \
+	    echo "== valgrind: $$t"; \
+	    CK_FORK=no $(VALGRIND) -q --leak-check=full \
+	        --error-exitcode=1 --errors-for-leak-kinds=definite,indirect ./$$t \
+	        || failed="$$failed $${t##*/}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== valgrind: FAILED:$$failed"; exit 1; fi; \
+	echo "== valgrind: all test programs clean"
+
+# ---------------------------------------------------------------------------
+# Benchmark and examples (release flags, static library)
+
+BENCH_OBJS := $(patsubst %.c,build/release/%.o,$(BENCH_SRCS))
+
+build/release/bench/%.o: bench/%.c build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) -MMD -MP -c $< -o $@
+
+build/release/examples/%.o: examples/%.c build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) -MMD -MP -c $< -o $@
+
+$(BENCH): $(BENCH_OBJS) $(STATIC_LIB)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(BENCH_OBJS) $(STATIC_LIB) -pthread -lm $(LDLIBS)
+
+build/release/examples/%: build/release/examples/%.o $(STATIC_LIB)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -pthread -lm $(LDLIBS)
+
+ifeq ($(wildcard bench/weft_bench.c),)
+bench:
+	@echo "weft: bench/weft_bench.c does not exist yet; nothing to run"; exit 1
+else
+bench: $(BENCH)
+	./$(BENCH)
+endif
+
+examples: $(EXAMPLES)
+
+# ---------------------------------------------------------------------------
+# Install
+
+install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/weft $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/weft.h $(DESTDIR)$(INCLUDEDIR)/weft.h
+	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(INCLUDEDIR)/weft/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/libweft.a
+	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL))
+	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libweft.so
+	install -m 644 weft.pc $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/weft/,$(notdir $(PUB_HEADERS)))
+	rm -f $(DESTDIR)$(INCLUDEDIR)/weft.h
+	rmdir $(DESTDIR)$(INCLUDEDIR)/weft 2>/dev/null || true
+	rm -f $(DESTDIR)$(LIBDIR)/libweft.a $(DESTDIR)$(LIBDIR)/libweft.so \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL))
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+# ---------------------------------------------------------------------------
+# Formatting and cleaning
+
+format:
+	$(CLANG_FORMAT) -i $(FORMAT_SRCS)
+
+check-format:
+	$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_SRCS)
+
+clean:
+	rm -rf build
+	rm -f $(STATIC_LIB) lib/libweft.so lib/libweft.so.* weft.pc weft.pc.tmp $(BENCH)
+
+FORCE:
+
+-include $(wildcard build/*/*/*.d)
