@@ -1,0 +1,75 @@
+/* report.h — weft-bench's results and how they are printed.
+ *
+ * The runner records, per case (workload x capacity) and per peer, the
+ * wall seconds and CPU seconds of every repetition; the report turns them
+ * into messages per second (median, min, max), ns per message, CPU
+ * seconds per million messages, and each peer's ratio to the baseline
+ * measured in the same case, and prints them as a table, CSV or JSON. */
+#ifndef WEFT_BENCH_REPORT_H
+#define WEFT_BENCH_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum report_format { FORMAT_TABLE, FORMAT_CSV, FORMAT_JSON } report_format;
+
+/* One peer's repetitions of one case. */
+typedef struct peer_result {
+    const char *peer;    /* static name */
+    bool is_baseline;    /* ratios of the other peers divide by this one */
+    int runs;            /* repetitions recorded so far */
+    double *seconds;     /* wall time of each run */
+    double *cpu_seconds; /* user + system time of the process during each run */
+} peer_result;
+
+/* Statistics over a peer_result's runs. */
+typedef struct run_summary {
+    double median_seconds, min_seconds, max_seconds;
+    double median_cpu_seconds;
+    double median_rate, min_rate, max_rate; /* messages per second */
+} run_summary;
+
+typedef struct case_result {
+    const char *workload; /* static name */
+    size_t capacity;
+    bool capacity_is_messages; /* capacity was given as N */
+    long messages;             /* transferred per run */
+    int threads;
+    size_t peer_count;
+    peer_result *peers;
+} case_result;
+
+/* Facts about the whole run, printed in the header (table, JSON). */
+typedef struct report_context {
+    int threads;
+    int repeat;
+    long cpus;
+    double load_average;       /* 1-minute load average at the start; < 0: unknown */
+    const char *baseline;      /* name of the baseline peer */
+    const char *messages_note; /* e.g. "1000000 (50000 at capacity 0 and 1)" */
+} report_context;
+
+typedef struct bench_report bench_report;
+
+/* A new, empty report. Exits with status 2 when memory runs out (as do
+ * the other functions that allocate). */
+bench_report *report_new(const report_context *context);
+
+/* Adds a case with room for `repeat` runs of each of peer_count peers
+ * (named by peer_names; is_baseline marks the baseline peer, or NULL);
+ * returns it for the runner to fill in. Valid until report_free. */
+case_result *report_add_case(bench_report *report, const char *workload, size_t capacity,
+                             bool capacity_is_messages, long messages, int threads,
+                             size_t peer_count, const char *const *peer_names,
+                             const bool *is_baseline, int repeat);
+
+/* Median, min and max over the runs recorded in result (runs >= 1). */
+void report_summarize(const peer_result *result, long messages, run_summary *summary);
+
+/* Prints every case in the given format. */
+void report_print(const bench_report *report, report_format format, FILE *out);
+
+void report_free(bench_report *report);
+
+#endif

@@ -1,0 +1,223 @@
+/* weft_bench.c — main of weft-bench, the channel throughput tool.
+ *
+ * Runs every selected case (workload x capacity) on every selected peer,
+ * repetition by repetition, alternating the peer order between
+ * repetitions so that slow and fast periods of the machine fall on both;
+ * times each run (wall clock and the process's CPU time), then prints
+ * the report. Progress goes to stderr, the report to stdout.
+ *
+ * Modules: options.c (command line), workloads.c (what a run does),
+ * peers.c (weft and the condvar baseline), report.c (statistics, output). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "options.h"
+#include "peers.h"
+#include "report.h"
+#include "workloads.h"
+
+/* ---- timing ------------------------------------------------------------- */
+
+static double wall_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* User + system CPU time of the whole process (every thread, including
+ * threads that have exited), so spinning shows even when wall time hides it. */
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec * 1e-6 +
+           (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec * 1e-6;
+}
+
+/* ---- watchdog: a run that hangs (a lost wake-up) must not hang the tool -- */
+
+static char timeout_message[256];
+static size_t timeout_message_length;
+
+static void on_timeout(int signal_number) {
+    (void)signal_number;
+    ssize_t written = write(STDERR_FILENO, timeout_message, timeout_message_length);
+    (void)written;
+    _exit(3);
+}
+
+static void watchdog_arm(const bench_options *options, const char *workload, const char *peer,
+                         size_t capacity, long messages) {
+    if (options->timeout_seconds == 0) return;
+    snprintf(timeout_message, sizeof timeout_message,
+             "weft-bench: %s %s capacity %zu, %ld messages: no result after %d s "
+             "(deadlock or lost wake-up?)\n",
+             peer, workload, capacity, messages, options->timeout_seconds);
+    timeout_message_length = strlen(timeout_message);
+    alarm((unsigned)options->timeout_seconds);
+}
+
+static void watchdog_disarm(void) { alarm(0); }
+
+/* ---- the runs ----------------------------------------------------------- */
+
+/* Runs one repetition of a case on a peer and records it in result. */
+static long measure(const bench_options *options, const bench_workload *workload,
+                    const workload_params *params, peer_result *result) {
+    watchdog_arm(options, workload->name, params->peer->name, params->capacity, params->messages);
+    double cpu_before = cpu_seconds();
+    double wall_before = wall_seconds();
+    long transferred = workload->run(params);
+    double wall_after = wall_seconds();
+    double cpu_after = cpu_seconds();
+    watchdog_disarm();
+    result->seconds[result->runs] = wall_after - wall_before;
+    result->cpu_seconds[result->runs] = cpu_after - cpu_before;
+    result->runs++;
+    return transferred;
+}
+
+typedef struct case_plan {
+    const bench_workload *workload;
+    long capacity_entry; /* as listed: a number or CAPACITY_MESSAGES */
+    size_t capacity;
+    long messages;
+    const bench_peer *peers[MAX_PEERS];
+    size_t peer_count;
+} case_plan;
+
+/* Fills plan for a workload and capacity entry; false if no selected
+ * peer runs it (seq below capacity N, select without weft). */
+static bool plan_case(const bench_options *options, const bench_workload *workload,
+                      long capacity_entry, case_plan *plan) {
+    *plan = (case_plan){.workload = workload, .capacity_entry = capacity_entry};
+    plan->messages = options_messages_for(options, capacity_entry);
+    plan->capacity =
+        capacity_entry == CAPACITY_MESSAGES ? (size_t)plan->messages : (size_t)capacity_entry;
+    for (size_t i = 0; i < peer_count; i++)
+        if (options->peer_selected[i] &&
+            workload_applies(workload, &peers[i], plan->capacity, plan->messages))
+            plan->peers[plan->peer_count++] = &peers[i];
+    return plan->peer_count > 0;
+}
+
+static void run_case(const bench_options *options, const case_plan *plan, bench_report *report,
+                     size_t number, size_t total) {
+    const char *names[MAX_PEERS];
+    bool is_baseline[MAX_PEERS];
+    for (size_t i = 0; i < plan->peer_count; i++) {
+        names[i] = plan->peers[i]->name;
+        is_baseline[i] = plan->peers[i] == BASELINE_PEER;
+    }
+    case_result *result = report_add_case(
+        report, plan->workload->name, plan->capacity, plan->capacity_entry == CAPACITY_MESSAGES,
+        plan->messages, options->threads, plan->peer_count, names, is_baseline, options->repeat);
+    char capacity_text[32];
+    if (plan->capacity_entry == CAPACITY_MESSAGES)
+        snprintf(capacity_text, sizeof capacity_text, "N");
+    else
+        snprintf(capacity_text, sizeof capacity_text, "%zu", plan->capacity);
+
+    double started = wall_seconds();
+    for (int repetition = 0; repetition < options->repeat; repetition++) {
+        for (size_t step = 0; step < plan->peer_count; step++) {
+            /* even repetitions run the peers in table order, odd ones reversed */
+            size_t index = repetition % 2 == 0 ? step : plan->peer_count - 1 - step;
+            workload_params params = {plan->peers[index], plan->capacity, plan->messages,
+                                      options->threads};
+            result->messages = measure(options, plan->workload, &params, &result->peers[index]);
+        }
+    }
+
+    if (!options->quiet) {
+        fprintf(stderr, "weft-bench: [%zu/%zu] %s cap %s, %ld messages:", number, total,
+                plan->workload->name, capacity_text, result->messages);
+        for (size_t i = 0; i < plan->peer_count; i++) {
+            run_summary summary;
+            report_summarize(&result->peers[i], result->messages, &summary);
+            fprintf(stderr, " %s %.3g M/s", plan->peers[i]->name, summary.median_rate / 1e6);
+        }
+        fprintf(stderr, " (%.2f s)\n", wall_seconds() - started);
+    }
+}
+
+/* ---- --list ------------------------------------------------------------- */
+
+static void print_list(void) {
+    puts("workloads (T = --threads):");
+    for (size_t i = 0; i < workload_count; i++)
+        printf("  %-12s %s%s\n", workloads[i].name, workloads[i].summary,
+               workloads[i].uses_select ? " [weft only]" : "");
+    puts("peers:");
+    for (size_t i = 0; i < peer_count; i++)
+        printf("  %-12s %s%s\n", peers[i].name, peers[i].summary,
+               &peers[i] == BASELINE_PEER ? " [baseline]" : "");
+}
+
+int main(int argc, char **argv) {
+    if (workload_count > MAX_WORKLOADS || peer_count > MAX_PEERS) {
+        fputs("weft-bench: internal: raise MAX_WORKLOADS or MAX_PEERS\n", stderr);
+        return 2;
+    }
+    bench_options options;
+    int status = options_parse(&options, argc, argv);
+    if (status != 0) return status;
+    if (options.help) {
+        options_usage(stdout);
+        return 0;
+    }
+    if (options.list) {
+        print_list();
+        return 0;
+    }
+    signal(SIGALRM, on_timeout);
+
+    /* Plan every case first, to number the progress lines. */
+    size_t planned = 0, capacity_slots = workload_count * options.capacity_count;
+    case_plan *plans = calloc(capacity_slots ? capacity_slots : 1, sizeof *plans);
+    if (plans == NULL) {
+        fputs("weft-bench: out of memory\n", stderr);
+        return 2;
+    }
+    for (size_t w = 0; w < workload_count; w++) {
+        if (!options.workload_selected[w]) continue;
+        for (size_t c = 0; c < options.capacity_count; c++)
+            if (plan_case(&options, &workloads[w], options.capacities[c], &plans[planned]))
+                planned++;
+    }
+    if (planned == 0) {
+        fputs("weft-bench: nothing to run (seq needs capacity N; select needs weft)\n", stderr);
+        free(plans);
+        return 2;
+    }
+
+    char messages_note[96];
+    if (options.messages > 0)
+        snprintf(messages_note, sizeof messages_note, "%ld", options.messages);
+    else
+        snprintf(messages_note, sizeof messages_note, "%ld (%ld at capacity 0 and 1)",
+                 DEFAULT_MESSAGES, DEFAULT_SMALL_CAPACITY_MESSAGES);
+    double load_average = -1;
+    if (getloadavg(&load_average, 1) != 1) load_average = -1;
+    report_context context = {.threads = options.threads,
+                              .repeat = options.repeat,
+                              .cpus = sysconf(_SC_NPROCESSORS_ONLN),
+                              .load_average = load_average,
+                              .baseline = BASELINE_PEER->name,
+                              .messages_note = messages_note};
+    bench_report *report = report_new(&context);
+
+    double started = wall_seconds();
+    for (size_t i = 0; i < planned; i++) run_case(&options, &plans[i], report, i + 1, planned);
+    if (!options.quiet)
+        fprintf(stderr, "weft-bench: %zu cases in %.1f s\n", planned, wall_seconds() - started);
+
+    report_print(report, options.format, stdout);
+    report_free(report);
+    free(plans);
+    return 0;
+}
