@@ -111,6 +111,19 @@ static bool is_closed(const weft_chan *channel) {
     return (atomic_load(&channel->tail) & channel->mark_bit) != 0;
 }
 
+/* Queue a waiter on an unbuffered channel. A partner appearing makes the
+ * other direction ready, so it advances the channel's version (tail, in
+ * steps of one_lap: the ring is unused and the mark bit keeps its place). */
+static inline void push_handoff_waiter(weft_chan *channel, weft__waitq *queue,
+                                       weft__waiter *waiter) {
+    weft__waitq_push(queue, waiter);
+    atomic_fetch_add(&channel->tail, channel->one_lap);
+}
+
+uint64_t weft__chan_version(const weft_chan *channel) {
+    return atomic_load(&channel->tail) + atomic_load(&channel->head);
+}
+
 /* A large ring is mostly page faults the first time round: ask for 2 MiB
  * pages over its aligned interior, so that a million-slot ring costs eight
  * faults rather than four thousand. Advice only; failure changes nothing. */
@@ -233,12 +246,13 @@ static bool ring_ready(weft_chan *channel, int dir) {
 bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
-    weft__waitq_push(queue, waiter);
     bool ready;
     if (channel->cap > 0) {
+        weft__waitq_push(queue, waiter);
         atomic_store(flag_for(channel, dir), 1);
         ready = ring_ready(channel, dir);
     } else {
+        push_handoff_waiter(channel, queue, waiter);
         weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
         ready = is_closed(channel) || weft__waitq_has_partner(partners, waiter->parker);
     }
@@ -416,7 +430,8 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     pthread_mutex_lock(&channel->lock);
     bool closed = is_closed(channel);
     weft__waiter *partner = dir == WEFT_SEND && closed ? NULL : weft__waitq_claim(partners, self);
-    if (!partner && !closed && may_block) weft__waitq_push(queue_for(channel, dir), &waiter);
+    if (!partner && !closed && may_block)
+        push_handoff_waiter(channel, queue_for(channel, dir), &waiter);
     pthread_mutex_unlock(&channel->lock);
 
     if (partner) {

@@ -8,6 +8,7 @@
 #define WEFT_LIB_CHAN_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "waiter.h"
 #include "weft/chan.h"
@@ -22,6 +23,13 @@ int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *
  * waiter->parker): judged after the waiter became visible, this closes
  * the window in which the case became ready unseen. */
 bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
+
+/* A number that changes whenever a case on the channel may have become
+ * ready: a value or room in the ring, a partner queued, a close. Two equal
+ * readings around a failed attempt mean the case stayed not ready
+ * throughout: non-blocking select uses this to report "nothing was ready"
+ * only for a moment at which that was true. */
+uint64_t weft__chan_version(const weft_chan *channel);
 
 /* Withdraw waiter if it is still queued. */
 void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);

@@ -126,6 +126,33 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
     return chosen;
 }
 
+/* Record every case's channel version into versions; return whether they
+ * all equal what versions held before. */
+static bool versions_unchanged(const weft_case *cases, size_t n, uint64_t *versions) {
+    bool same = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!cases[i].ch) continue;
+        uint64_t now = weft__chan_version(cases[i].ch);
+        if (now != versions[i]) same = false;
+        versions[i] = now;
+    }
+    return same;
+}
+
+/* Go's default: report WEFT_EAGAIN only if there was a moment at which no
+ * case was ready. Each pass looks at the cases one after another, so a case
+ * may become ready after it was looked at while another stops being ready
+ * before it is. Versions read before and after a pass that found nothing
+ * (a double collect) prove that no case became ready during it. */
+static int try_all_at_once(weft_case *cases, size_t n, const unsigned *order, uint64_t *versions) {
+    versions_unchanged(cases, n, versions);
+    for (;;) {
+        int chosen = try_all(cases, n, order, NULL);
+        if (chosen >= 0) return chosen;
+        if (versions_unchanged(cases, n, versions)) return WEFT_EAGAIN;
+    }
+}
+
 static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool biased) {
     if (n > 0 && !cases) return WEFT_EINVAL;
     if (n > (size_t)INT32_MAX) return WEFT_EINVAL;
@@ -136,14 +163,21 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
             return WEFT_EINVAL;
     }
 
+    /* Per-case scratch: the try order, and channel versions. */
     unsigned stack_order[WEFT_SELECT_STACK_CASES];
-    unsigned *order = NULL;
-    if (!biased) {
-        order = stack_order;
-        if (n > WEFT_SELECT_STACK_CASES) {
-            order = weft__malloc(n * sizeof *order);
-            if (!order) return WEFT_ENOMEM;
-        }
+    uint64_t stack_versions[WEFT_SELECT_STACK_CASES];
+    unsigned *order = stack_order;
+    uint64_t *versions = stack_versions;
+    void *scratch = NULL;
+    if (n > WEFT_SELECT_STACK_CASES) {
+        scratch = weft__malloc(n * (sizeof *order + sizeof *versions));
+        if (!scratch) return WEFT_ENOMEM;
+        versions = scratch;
+        order = (unsigned *)(versions + n);
+    }
+    if (biased) {
+        for (size_t i = 0; i < n; i++) order[i] = (unsigned)i;
+    } else {
         for (size_t i = 0; i < n; i++) {
             size_t j = random_below((uint32_t)i + 1); /* inside-out Fisher-Yates */
             if (j != i) order[i] = order[j];
@@ -151,12 +185,14 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
         }
     }
 
-    int chosen = try_all(cases, n, order, NULL);
-    if (chosen >= 0) goto out;
-    if (deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline)) {
-        chosen = WEFT_EAGAIN;
+    int chosen;
+    bool may_block = deadline > 0 && (deadline == WEFT_FOREVER || weft_now() < deadline);
+    if (!may_block) {
+        chosen = try_all_at_once(cases, n, order, versions);
         goto out;
     }
+    chosen = try_all(cases, n, order, NULL);
+    if (chosen >= 0) goto out;
     weft__backoff backoff = {0};
     while (!weft__backoff_done(&backoff)) {
         weft__backoff_snooze(&backoff);
@@ -165,7 +201,7 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
     }
     chosen = weft__select_block(cases, n, order, deadline);
 out:
-    if (order && order != stack_order) weft__free(order);
+    weft__free(scratch);
     return chosen;
 }
 

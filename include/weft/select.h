@@ -10,7 +10,11 @@
  * and in both directions; a select never pairs with itself.
  *
  * Cost: no allocation for up to WEFT_SELECT_STACK_CASES cases; above that
- * each call allocates (and frees) one array of per-case bookkeeping. */
+ * each call allocates (and frees) an array of per-case bookkeeping, and a
+ * second one if it blocks. A select that finds nothing ready with
+ * WEFT_NOWAIT reads each channel's version twice, so that "nothing was
+ * ready" held at one instant, as Go's select (which locks every channel)
+ * guarantees. */
 #ifndef WEFT_SELECT_H
 #define WEFT_SELECT_H
 

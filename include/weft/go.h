@@ -1,0 +1,105 @@
+/* weft/go.h — goroutines on pooled threads.
+ *
+ * A goroutine is a function call, fn(arg), that runs on a thread of a
+ * pool. It owns that thread until it returns, so it may block on anything
+ * (a channel, a mutex, read(2)) without holding up other goroutines.
+ *
+ * weft_pool_go hands the call to an idle thread of the pool, the one that
+ * went idle most recently (its cache is warmest). When no thread is idle it
+ * starts a new one, so goroutines that block never starve each other; when
+ * max_threads threads are all busy it returns WEFT_EAGAIN and queues
+ * nothing. A thread that has been idle for idle_timeout exits, unless that
+ * would leave fewer than min_threads threads. Threads are named
+ * "<pool name>/<n>" (for example "weft/3"), cut to 15 characters, so gdb,
+ * top and perf show which pool they belong to.
+ *
+ * weft_go uses the default pool, which starts on the first call and is
+ * never closed: its idle threads simply time out. Its options are
+ *     min_threads   0
+ *     max_threads   4096
+ *     idle_timeout  10 seconds
+ *     stack_size    the system's default for new threads
+ *     name          "weft"
+ * and these environment variables, read once when it starts, override them:
+ *     WEFT_MIN_THREADS      threads kept when idle (>= 0)
+ *     WEFT_MAX_THREADS      most threads at once (>= 1)
+ *     WEFT_IDLE_TIMEOUT_MS  milliseconds an idle thread waits before it exits (>= 1)
+ *     WEFT_STACK_SIZE       bytes of stack per thread (>= PTHREAD_STACK_MIN)
+ * A value that is not a decimal number in range is ignored, as is a set of
+ * values that contradict each other (WEFT_MIN_THREADS above
+ * WEFT_MAX_THREADS): the default pool then uses the defaults above.
+ *
+ * Threads do not survive fork(): a child process must not use a pool,
+ * the default one included, that had started threads before the fork.
+ *
+ * Every function is safe to call from any thread, goroutine or not. */
+#ifndef WEFT_GO_H
+#define WEFT_GO_H
+
+#include <stddef.h>
+
+#include "weft/error.h"
+#include "weft/time.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*weft_fn)(void *arg);
+
+/* Run fn(arg) on a thread of the default pool (starting the pool on the
+ * first call). Never waits for fn; blocks only for a thread start when no
+ * thread is idle. Returns 0 when fn has been handed to a thread,
+ * WEFT_EINVAL when fn is NULL, WEFT_EAGAIN when max_threads goroutines are
+ * running already, WEFT_ENOMEM when no thread could be started (memory or
+ * the system's thread limit ran out); on an error fn never runs and the
+ * pool stays usable. */
+int weft_go(weft_fn fn, void *arg);
+
+/* The number of goroutines running now, in all pools: calls handed to a
+ * thread that have not yet returned. Idle pooled threads and weft's own
+ * internal threads are not counted. A goroutine counts from before
+ * weft_go returns, so weft_go(...) followed by weft_goroutines() in the
+ * same thread sees at least 1. When it reads 0, everything the finished
+ * goroutines wrote is visible to the caller. Never blocks. */
+int weft_goroutines(void);
+
+typedef struct weft_pool weft_pool;
+
+/* Options for weft_pool_new. A field left 0 takes its default (see the top
+ * of this file; the default name is "weft"). */
+typedef struct {
+    int min_threads; /* idle threads kept without timing out */
+    int max_threads; /* at most this many goroutines at once; at least min_threads */
+    weft_time
+        idle_timeout;  /* an idle thread above min_threads exits after this; WEFT_FOREVER: never */
+    size_t stack_size; /* bytes of stack per thread; 0: the system's default */
+    const char *name;  /* thread name prefix, copied (first 15 bytes kept) */
+} weft_pool_opts;
+
+/* A new pool with no threads yet (threads start as work arrives). opts
+ * may be NULL: all defaults. Returns NULL with errno EINVAL when an option
+ * is out of range (a negative count or timeout, min_threads above
+ * max_threads, a stack_size the system refuses), ENOMEM when memory runs
+ * out. */
+weft_pool *weft_pool_new(const weft_pool_opts *opts);
+
+/* Run fn(arg) on a thread of pool p, as weft_go does for the default
+ * pool. Returns 0, WEFT_EINVAL (p or fn NULL), WEFT_ECLOSED (weft_pool_close
+ * has begun), WEFT_EAGAIN (max_threads goroutines running; nothing is
+ * queued), or WEFT_ENOMEM (a thread could not be started); on an error fn
+ * never runs and the pool stays usable. */
+int weft_pool_go(weft_pool *p, weft_fn fn, void *arg);
+
+/* Close pool p: from now on weft_pool_go on it returns WEFT_ECLOSED; wait
+ * for every goroutine running on it to return (blocking without limit),
+ * then stop and join its threads and free it. Returns 0, or WEFT_EINVAL
+ * when p is NULL or when called from one of p's own goroutines (which
+ * would wait for itself forever); p is then left open and unchanged.
+ * Closing a pool twice, or using it after close returned, is a bug. */
+int weft_pool_close(weft_pool *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

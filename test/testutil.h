@@ -1,0 +1,149 @@
+/* Helpers shared by the channel and select suites (private to test/).
+ *
+ * Worker threads never call ck_assert: in CK_FORK=no mode a failed
+ * assertion longjmps, which is undefined from any thread but the test's.
+ * Workers record failures with WORKER_EXPECT instead, and the test thread
+ * checks them with check_worker_failures() after joining.
+ *
+ * Where a test needs "thread X is now blocked", the thread bumps a counter
+ * just before the blocking call and the test waits for the counter, then
+ * sleeps a little more to give it time to block. No assertion depends on
+ * that sleep being long enough: a short one only makes the test weaker. */
+#ifndef WEFT_TEST_TESTUTIL_H
+#define WEFT_TEST_TESTUTIL_H
+
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "weft/time.h"
+
+/* The per-test timeout in seconds: 120, or CK_DEFAULT_TIMEOUT when that is
+ * longer (the sanitizer and valgrind runs set it). */
+static inline double test_timeout(void) {
+    const char *text = getenv("CK_DEFAULT_TIMEOUT");
+    double timeout = text ? strtod(text, NULL) : 0;
+    return timeout > 120 ? timeout : 120;
+}
+
+/* How long "give them time to block" waits after a thread announced it. */
+#define SETTLE_MS 20
+
+/* WEFT_TEST_SCALE=k divides the heavy tests' iteration counts by k
+ * (for valgrind and ThreadSanitizer runs). */
+static inline long test_scale(void) {
+    const char *text = getenv("WEFT_TEST_SCALE");
+    long scale = text ? strtol(text, NULL, 10) : 1;
+    return scale > 0 ? scale : 1;
+}
+
+static inline long scaled(long count) {
+    long result = count / test_scale();
+    return result > 0 ? result : 1;
+}
+
+static inline void sleep_ms(long ms) {
+    struct timespec duration = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&duration, &duration) != 0) {}
+}
+
+/* Failures seen by worker threads: a count and the first message. */
+static atomic_int worker_failure_count;
+static char worker_failure_text[256];
+
+static inline void worker_fail(const char *file, int line, const char *what) {
+    if (atomic_fetch_add(&worker_failure_count, 1) == 0)
+        snprintf(worker_failure_text, sizeof worker_failure_text, "%s:%d: %s", file, line, what);
+}
+
+#define WORKER_EXPECT(condition)                                                   \
+    do {                                                                           \
+        if (!(condition)) worker_fail(__FILE__, __LINE__, "expected " #condition); \
+    } while (0)
+
+/* Call on the test thread after joining the workers. */
+#define check_worker_failures()                                                          \
+    do {                                                                                 \
+        int failures_ = atomic_exchange(&worker_failure_count, 0);                       \
+        ck_assert_msg(failures_ == 0, "%d worker check(s) failed; first: %s", failures_, \
+                      worker_failure_text);                                              \
+    } while (0)
+
+static inline void start_thread(pthread_t *thread, void *(*body)(void *), void *arg) {
+    int rc = pthread_create(thread, NULL, body, arg);
+    ck_assert_msg(rc == 0, "pthread_create: %s", strerror(rc));
+}
+
+static inline void join_thread(pthread_t thread) {
+    int rc = pthread_join(thread, NULL);
+    ck_assert_msg(rc == 0, "pthread_join: %s", strerror(rc));
+}
+
+/* Wait (polling) until *counter >= target, then give the threads that
+ * bumped it SETTLE_MS to reach their blocking call. */
+static inline void wait_for_count(atomic_int *counter, int target) {
+    weft_time give_up = weft_now() + WEFT_SEC(60);
+    while (atomic_load(counter) < target) {
+        ck_assert_msg(weft_now() < give_up, "threads never arrived (%d of %d)",
+                      atomic_load(counter), target);
+        sleep_ms(1);
+    }
+    sleep_ms(SETTLE_MS);
+}
+
+/* Wait (polling) until *counter >= target, with no settling sleep. */
+static inline void wait_for_count_long(atomic_long *counter, long target) {
+    weft_time give_up = weft_now() + WEFT_SEC(100);
+    while (atomic_load(counter) < target) {
+        ck_assert_msg(weft_now() < give_up, "progress stalled (%ld of %ld)", atomic_load(counter),
+                      target);
+        sleep_ms(1);
+    }
+}
+
+/* A small deterministic generator for test data (xorshift64*). */
+static inline uint64_t test_random(uint64_t *state) {
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ULL;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Sort helper for logs of received values. */
+static inline int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A growable log of uint64 values, owned by one thread. */
+typedef struct {
+    uint64_t *values;
+    size_t count, capacity;
+} value_log;
+
+static inline void log_append(value_log *log, uint64_t value) {
+    if (log->count == log->capacity) {
+        size_t capacity = log->capacity ? log->capacity * 2 : 1024;
+        uint64_t *values = realloc(log->values, capacity * sizeof *values);
+        if (!values) abort();
+        log->values = values;
+        log->capacity = capacity;
+    }
+    log->values[log->count++] = value;
+}
+
+static inline void log_free(value_log *log) {
+    free(log->values);
+    log->values = NULL;
+    log->count = log->capacity = 0;
+}
+
+#endif
