@@ -21,10 +21,14 @@ static inline void weft__cpu_relax(void) {
 #endif
 }
 
+#ifndef WEFT__SNOOZE_POLLS
+#define WEFT__SNOOZE_POLLS 128 /* polls, one pause apart (~20 ns each here) */
+#endif
+#ifndef WEFT__SNOOZE_YIELDS
+#define WEFT__SNOOZE_YIELDS 2 /* then yields (~1 us each on this VM); then park */
+#endif
 enum {
     WEFT__CAS_SPIN_LIMIT = 4, /* up to 2^4 pauses after a lost CAS */
-    WEFT__SNOOZE_POLLS = 128, /* polls, one pause apart (~20 ns each here) */
-    WEFT__SNOOZE_YIELDS = 2,  /* then yields (~1 us each on this VM); then park */
 };
 
 typedef struct {

@@ -1,0 +1,178 @@
+/* Helpers shared by the sync primitives (waitgroup.c, mutex.c, rwmutex.c,
+ * once.c, semaphore.c).
+ *
+ * Every primitive blocks the same way: under its internal lock it checks
+ * that it must wait, arms the thread's parker, queues a waiter (on its
+ * stack) that points at the parker, drops the lock and parks. Whoever
+ * completes the wait (an unlock, a release, the last done) claims the
+ * parker under the lock with the waiter's token, unlinks the waiter,
+ * writes waiter->result, drops the lock and only then unparks: the claim
+ * keeps the waiter's frame alive (its owner cannot return before the
+ * unpark), and parkers are never freed, so unparking after the lock is
+ * released is safe and keeps the futex wake out of the critical section.
+ *
+ * Any other wake source can end the wait the same way, by claiming the
+ * parker with its own token and unparking it: the owner then sees a claim
+ * that is not its queue's token, withdraws its waiter under the lock and
+ * returns that source's error (weft__sync_park). That is how the deadline
+ * works today (the owner claims itself, WEFT__CLAIM_SELF) and how a
+ * context will cancel a blocked sync call later. */
+#ifndef WEFT_LIB_SYNC_INTERNAL_H
+#define WEFT_LIB_SYNC_INTERNAL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+
+#include "weft/sync.h"
+#include "weft/time.h"
+#include "backoff.h"
+#include "panic.h"
+#include "parker.h"
+#include "waiter.h"
+
+/* The token a sync primitive writes into a parker's claim word when it
+ * completes a wait. Other wake sources (contexts, later) use a different
+ * token, so the owner can tell who woke it. */
+enum { WEFT__SYNC_TOKEN = 0 };
+
+/* waiter->result written by a sync primitive's claimer. */
+enum {
+    WEFT__SYNC_GRANTED = 0, /* the wait is complete: the lock or units are the owner's now */
+    WEFT__SYNC_RETRY = WEFT__RETRY, /* the lock was freed: compete for it again */
+};
+
+/* The primitives' internal lock: a pthread mutex, so that a thread that
+ * finds it taken sleeps rather than spins when the holder is preempted
+ * (two cores, many threads). Critical sections are a few pointer moves. */
+static inline void weft__sync_lock(pthread_mutex_t *lock) {
+    int error = pthread_mutex_lock(lock);
+    if (error) weft__panic_errno("pthread_mutex_lock", error);
+}
+
+static inline void weft__sync_unlock(pthread_mutex_t *lock) {
+    int error = pthread_mutex_unlock(lock);
+    if (error) weft__panic_errno("pthread_mutex_unlock", error);
+}
+
+static inline void weft__sync_lock_init(pthread_mutex_t *lock) {
+    int error = pthread_mutex_init(lock, NULL);
+    if (error) weft__panic_errno("pthread_mutex_init", error);
+}
+
+/* Whether deadline has passed: weft_now() >= deadline. */
+static inline bool weft__sync_expired(weft_time deadline) {
+    return deadline != WEFT_FOREVER && weft_now() >= deadline;
+}
+
+/* sync.h embeds weft__sync_queue, which has weft__waitq's layout but is a
+ * distinct type (the public header cannot include waiter.h). These
+ * adapters run waiter.h's queue operations on a copy and store it back,
+ * so no object is ever accessed through the wrong struct type. Call with
+ * the owner's lock held. */
+static inline weft__waitq weft__sync_queue_get(const weft__sync_queue *queue) {
+    weft__waitq copy = {queue->first, queue->last};
+    return copy;
+}
+
+static inline void weft__sync_queue_put(weft__sync_queue *queue, weft__waitq copy) {
+    queue->first = copy.first;
+    queue->last = copy.last;
+}
+
+static inline bool weft__sync_queue_empty(const weft__sync_queue *queue) {
+    return queue->first == NULL;
+}
+
+/* Append waiter (the newest). */
+static inline void weft__sync_queue_push(weft__sync_queue *queue, weft__waiter *waiter) {
+    weft__waitq copy = weft__sync_queue_get(queue);
+    weft__waitq_push(&copy, waiter);
+    weft__sync_queue_put(queue, copy);
+}
+
+/* Put waiter first: a woken waiter that lost the race keeps its turn. */
+static inline void weft__sync_queue_push_front(weft__sync_queue *queue, weft__waiter *waiter) {
+    waiter->prev = NULL;
+    waiter->next = queue->first;
+    if (queue->first)
+        queue->first->prev = waiter;
+    else
+        queue->last = waiter;
+    queue->first = waiter;
+    waiter->queued = true;
+}
+
+/* Unlink waiter if it is still queued. */
+static inline void weft__sync_queue_remove(weft__sync_queue *queue, weft__waiter *waiter) {
+    weft__waitq copy = weft__sync_queue_get(queue);
+    weft__waitq_remove(&copy, waiter);
+    weft__sync_queue_put(queue, copy);
+}
+
+/* Claim and unlink the oldest waiter whose wait is still open (unlinking
+ * the abandoned ones met on the way). NULL when there is none. */
+static inline weft__waiter *weft__sync_queue_claim(weft__sync_queue *queue) {
+    weft__waitq copy = weft__sync_queue_get(queue);
+    weft__waiter *waiter = weft__waitq_claim(&copy, NULL);
+    weft__sync_queue_put(queue, copy);
+    return waiter;
+}
+
+/* Start a wait: arm the parker and fill in the waiter. Call under the
+ * primitive's lock, before queueing the waiter. */
+static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *parker) {
+    weft__parker_arm(parker);
+    waiter->next = waiter->prev = NULL;
+    waiter->parker = parker;
+    waiter->elem = NULL;
+    waiter->token = WEFT__SYNC_TOKEN;
+    waiter->result = WEFT__SYNC_GRANTED;
+    waiter->queued = false;
+}
+
+/* Owner: park until the queued waiter's wait ends. Returns 0 when the
+ * primitive completed it (the claimer unlinked the waiter and wrote
+ * waiter->result); otherwise the wait was abandoned and the waiter may
+ * still be queued, so the caller must withdraw it under the lock and
+ * return the code: WEFT_ETIMEDOUT when deadline passed (then
+ * weft_now() >= deadline), or, for a claim by another wake source (a
+ * context, later), that source's error. */
+static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline) {
+    weft__parker *parker = waiter->parker;
+    if (weft__parker_park(parker, deadline) == WEFT_ETIMEDOUT) {
+        if (weft__parker_claim(parker, WEFT__CLAIM_SELF)) return WEFT_ETIMEDOUT;
+        /* Claimed by someone else first: its unpark is on the way. */
+        weft__parker_park(parker, WEFT_FOREVER);
+    }
+    int claimer = weft__parker_claimed(parker);
+    if (claimer == waiter->token) return 0;
+    /* Another wake source claimed the parker. None exists yet; contexts
+     * will claim with their own token and this will return their error. */
+    return WEFT_ECANCELED;
+}
+
+/* Wake the owners of the waiters on a list made by a claimer (linked
+ * through waiter->next after unlinking). Call after dropping the lock.
+ * Each waiter's frame may vanish at its unpark, so read it first. */
+static inline void weft__sync_unpark_list(weft__waiter *list) {
+    while (list) {
+        weft__waiter *next = list->next;
+        weft__parker *parker = list->parker;
+        weft__parker_unpark(parker);
+        list = next;
+    }
+}
+
+/* Test hooks: whether a thread is queued on m (parked or about to park);
+ * whether a reader is queued on rwmutex m; how many requests are queued
+ * on semaphore s. */
+bool weft__mutex_has_waiters(weft_mutex *m);
+bool weft__rwmutex_readers_queued(weft_rwmutex *m);
+int weft__sem_queued(weft_sem *s);
+
+/* Without a parker (its one-time allocation failed) a blocking call
+ * still works: it retries while yielding the CPU. */
+static inline void weft__sync_yield(void) { sched_yield(); }
+
+#endif
