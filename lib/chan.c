@@ -243,6 +243,28 @@ static bool ring_ready(weft_chan *channel, int dir) {
     return dir == WEFT_SEND ? head + channel->one_lap != tail : head != tail;
 }
 
+/* What a spinning thread polls: whether the slot at its own side's
+ * position has changed from "full" (send) or "empty" (receive). It reads
+ * only that slot and our own position, never the other side's cache line,
+ * so that polling does not slow the partner it waits for. A close is not
+ * seen here; the spin is short, and registering checks for it. */
+static inline bool ring_may_be_ready(weft_chan *channel, int dir) {
+    atomic_uint_fast64_t *own = dir == WEFT_SEND ? &channel->tail : &channel->head;
+    uint64_t pos = atomic_load_explicit(own, memory_order_relaxed) & ~channel->mark_bit;
+    uint64_t index = pos & (channel->mark_bit - 1);
+    uint64_t stamp =
+        atomic_load_explicit(&slot_at(channel, index)->stamp, memory_order_relaxed) + index;
+    return dir == WEFT_SEND ? stamp + channel->one_lap != pos + 1 : stamp != pos;
+}
+
+bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen) {
+    if (channel->cap > 0) return ring_may_be_ready(channel, dir);
+    uint64_t version = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+    if (version == *seen) return false;
+    *seen = version;
+    return true;
+}
+
 bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
@@ -456,18 +478,21 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     return waiter.result;
 }
 
-/* Try; for a ring, spin a little while it is full or empty; then park. */
+/* A ring operation that did not succeed at once: a try form makes one
+ * exact attempt; a blocking one polls its slot a little while (see
+ * ring_may_be_ready), then parks. */
 __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
     if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
-    int result = weft__chan_try(channel, dir, elem, NULL);
-    if (result != WEFT_EAGAIN || passed(deadline)) return result;
-    weft__backoff backoff = {0};
-    while (!weft__backoff_done(&backoff)) {
-        weft__backoff_snooze(&backoff);
-        result = weft__chan_try(channel, dir, elem, NULL);
-        if (result != WEFT_EAGAIN) return result;
+    if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
+    int result;
+    for (weft__backoff backoff = {0};; weft__backoff_snooze(&backoff)) {
+        if (ring_may_be_ready(channel, dir)) {
+            result = weft__chan_try(channel, dir, elem, NULL);
+            if (result != WEFT_EAGAIN) return result;
+        }
+        if (weft__backoff_done(&backoff)) break;
     }
     weft_case only = {channel, dir, elem, 0};
     result = weft__select_block(&only, 1, NULL, deadline);

@@ -31,6 +31,12 @@ bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
  * only for a moment at which that was true. */
 uint64_t weft__chan_version(const weft_chan *channel);
 
+/* For spinning: whether an attempt might now succeed, judged without
+ * touching the other side's cache lines or the lock (a ring's slot stamp;
+ * an unbuffered channel's version against *seen, which it updates). May
+ * say false for a close; the caller's registration catches that. */
+bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen);
+
 /* Withdraw waiter if it is still queued. */
 void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
 

@@ -126,6 +126,23 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
     return chosen;
 }
 
+/* While spinning: attempt only the cases whose channels show a change
+ * (see weft__chan_may_be_ready), so that polling stays off the partners'
+ * cache lines and locks. */
+static int poll_all(weft_case *cases, size_t n, const unsigned *order, uint64_t *seen) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = case_at(order, k);
+        if (!cases[i].ch || !weft__chan_may_be_ready(cases[i].ch, cases[i].dir, &seen[i]))
+            continue;
+        int result = weft__chan_try(cases[i].ch, cases[i].dir, cases[i].elem, NULL);
+        if (result != WEFT_EAGAIN) {
+            cases[i].err = result;
+            return (int)i;
+        }
+    }
+    return WEFT_EAGAIN;
+}
+
 /* Record every case's channel version into versions; return whether they
  * all equal what versions held before. */
 static bool versions_unchanged(const weft_case *cases, size_t n, uint64_t *versions) {
@@ -191,12 +208,12 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
         chosen = try_all_at_once(cases, n, order, versions);
         goto out;
     }
+    versions_unchanged(cases, n, versions);
     chosen = try_all(cases, n, order, NULL);
     if (chosen >= 0) goto out;
-    weft__backoff backoff = {0};
-    while (!weft__backoff_done(&backoff)) {
+    for (weft__backoff backoff = {0}; !weft__backoff_done(&backoff);) {
         weft__backoff_snooze(&backoff);
-        chosen = try_all(cases, n, order, NULL);
+        chosen = poll_all(cases, n, order, versions);
         if (chosen >= 0) goto out;
     }
     chosen = weft__select_block(cases, n, order, deadline);
