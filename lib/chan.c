@@ -88,6 +88,7 @@ struct weft_chan {
     alignas(CACHE_LINE) pthread_mutex_t lock;
     weft__waitq senders;   /* parked senders (unbuffered: with their values) */
     weft__waitq receivers; /* parked receivers */
+    atomic_uint_fast64_t handoff_waiters; /* unbuffered: waiters ever queued (the version) */
 };
 
 static inline slot *slot_at(const weft_chan *channel, uint64_t index) {
@@ -112,16 +113,17 @@ static bool is_closed(const weft_chan *channel) {
 }
 
 /* Queue a waiter on an unbuffered channel. A partner appearing makes the
- * other direction ready, so it advances the channel's version (tail, in
- * steps of one_lap: the ring is unused and the mark bit keeps its place). */
+ * other direction ready, so it advances the channel's version; the counter
+ * shares the lock's cache line, which the pusher holds anyway. */
 static inline void push_handoff_waiter(weft_chan *channel, weft__waitq *queue,
                                        weft__waiter *waiter) {
     weft__waitq_push(queue, waiter);
-    atomic_fetch_add(&channel->tail, channel->one_lap);
+    atomic_fetch_add(&channel->handoff_waiters, 1);
 }
 
 uint64_t weft__chan_version(const weft_chan *channel) {
-    return atomic_load(&channel->tail) + atomic_load(&channel->head);
+    return atomic_load(&channel->tail) + atomic_load(&channel->head) +
+           atomic_load(&channel->handoff_waiters);
 }
 
 /* A large ring is mostly page faults the first time round: ask for 2 MiB
@@ -259,7 +261,7 @@ static inline bool ring_may_be_ready(weft_chan *channel, int dir) {
 
 bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen) {
     if (channel->cap > 0) return ring_may_be_ready(channel, dir);
-    uint64_t version = atomic_load_explicit(&channel->tail, memory_order_relaxed);
+    uint64_t version = weft__chan_version(channel);
     if (version == *seen) return false;
     *seen = version;
     return true;
@@ -445,15 +447,26 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     bool may_block = !passed(deadline);
     weft__parker *self = may_block ? weft__parker_self() : NULL;
     if (may_block && !self) return WEFT_ENOMEM;
-    weft__waiter waiter = {.parker = self, .elem = elem, .token = 0};
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
-    if (self) weft__parker_arm(self);
+    /* The waiter embedded in our parker, with the value inline when it
+     * fits: a partner then touches one cache line of ours. */
+    weft__waiter *waiter = NULL;
+    bool inline_value = channel->elem_size <= sizeof self->value;
+    if (self) {
+        weft__parker_arm(self);
+        waiter = &self->waiter;
+        *waiter = (weft__waiter){.parker = self, .elem = elem};
+        if (inline_value && elem) {
+            waiter->elem = &self->value;
+            if (dir == WEFT_SEND) copy_value(&self->value, elem, channel->elem_size);
+        }
+    }
 
     pthread_mutex_lock(&channel->lock);
     bool closed = is_closed(channel);
     weft__waiter *partner = dir == WEFT_SEND && closed ? NULL : weft__waitq_claim(partners, self);
     if (!partner && !closed && may_block)
-        push_handoff_waiter(channel, queue_for(channel, dir), &waiter);
+        push_handoff_waiter(channel, queue_for(channel, dir), waiter);
     pthread_mutex_unlock(&channel->lock);
 
     if (partner) {
@@ -470,12 +483,14 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     if (!may_block) return WEFT_EAGAIN;
     if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
         if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
-            weft__chan_unregister(channel, dir, &waiter);
+            weft__chan_unregister(channel, dir, waiter);
             return WEFT_ETIMEDOUT;
         }
         weft__parker_park(self, WEFT_FOREVER); /* a partner beat the deadline */
     }
-    return waiter.result;
+    if (dir == WEFT_RECV && waiter->result == 0 && inline_value && elem)
+        copy_value(elem, &self->value, channel->elem_size);
+    return waiter->result;
 }
 
 /* A ring operation that did not succeed at once: a try form makes one

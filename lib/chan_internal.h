@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "waiter.h"
+#include "waitq.h"
 #include "weft/chan.h"
 
 /* One attempt: 0 (done: sent, or received into elem), WEFT_ECLOSED, or

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -45,8 +46,9 @@ static void make_exit_key(void) {
 }
 
 static weft__parker *make_parker(void) {
-    weft__parker *parker = weft__calloc(1, sizeof *parker);
+    weft__parker *parker = weft__aligned_alloc(_Alignof(weft__parker), sizeof *parker);
     if (!parker) return NULL;
+    memset(parker, 0, sizeof *parker);
     pthread_condattr_t attributes;
     if (pthread_condattr_init(&attributes) != 0) goto fail_attributes;
     pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);

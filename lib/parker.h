@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "waiter.h"
 #include "weft/error.h"
 #include "weft/time.h"
 
@@ -37,8 +38,13 @@ enum {
 };
 
 typedef struct weft__parker {
-    atomic_int state;          /* EMPTY, SLEEPING or NOTIFIED (parker.c); written by owner and unparker */
-    atomic_int claim;          /* WEFT__UNCLAIMED, WEFT__CLAIM_SELF or a case index; CAS only */
+    /* One cache line: all that a partner completing a single channel
+     * operation touches (claim, waiter, value, wake-up). */
+    _Alignas(64) atomic_int state; /* EMPTY, SLEEPING or NOTIFIED (parker.c); owner and unparker */
+    atomic_int claim;              /* WEFT__UNCLAIMED, WEFT__CLAIM_SELF or a case index; CAS only */
+    weft__waiter waiter;           /* a single channel operation's waiter (chan.c); owner's between waits */
+    uint64_t value;                /* that operation's value when it fits: written by owner or claimer */
+
     pthread_mutex_t mutex;     /* guards the SLEEPING -> wait transition and the condvar */
     pthread_cond_t cond;       /* CLOCK_MONOTONIC */
     struct weft__parker *next; /* recycling list, under the pool's lock */

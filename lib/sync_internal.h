@@ -29,7 +29,7 @@
 #include "backoff.h"
 #include "panic.h"
 #include "parker.h"
-#include "waiter.h"
+#include "waitq.h"
 
 /* The token a sync primitive writes into a parker's claim word when it
  * completes a wait. Other wake sources (contexts, later) use a different

@@ -1,21 +1,17 @@
-/* Waiters and wait queues: what a blocked operation leaves on the objects
- * it waits for.
- *
- * A waiter lives on the blocked thread's stack and points at its parker.
- * A wait queue is a FIFO of waiters protected by its owner's lock (the
- * channel's, the mutex's...): every function here must be called with that
- * lock held. A waiter stays in a queue until the thread that claims it, or
- * its owner, unlinks it (a claimer always unlinks the waiter it claimed,
- * so the owner need not look for it); the owner unlinks every waiter of a wait under
- * the queues' locks before returning, so no queue ever points at a dead
- * stack frame. */
+/* A waiter: what a blocked operation leaves on each object it waits for
+ * (see waitq.h for the queues that hold them, parker.h for how its thread
+ * sleeps). A select's waiters live on its stack; a single channel
+ * operation uses the one embedded in the thread's parker, on the same
+ * cache line as the claim word, so that a partner completing it touches
+ * one line. */
 #ifndef WEFT_LIB_WAITER_H
 #define WEFT_LIB_WAITER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#include "parker.h"
+struct weft__parker;
 
 enum {
     /* waiter.result: the claimer did not complete the operation but says it
@@ -25,70 +21,11 @@ enum {
 
 typedef struct weft__waiter {
     struct weft__waiter *next, *prev; /* queue links, under the queue's lock */
-    weft__parker *parker;             /* the blocked thread */
+    struct weft__parker *parker;      /* the blocked thread */
     void *elem;                       /* send: the value; recv: where to put it (may be NULL) */
     int token;                        /* what a claimer writes into parker->claim: the case index */
     int result;                       /* written by the claimer before unpark: 0, WEFT_ECLOSED, WEFT__RETRY */
     bool queued;                      /* linked into a queue; under the queue's lock */
 } weft__waiter;
-
-typedef struct {
-    weft__waiter *first, *last;
-} weft__waitq;
-
-static inline bool weft__waitq_empty(const weft__waitq *queue) { return queue->first == NULL; }
-
-static inline void weft__waitq_push(weft__waitq *queue, weft__waiter *waiter) {
-    waiter->next = NULL;
-    waiter->prev = queue->last;
-    if (queue->last)
-        queue->last->next = waiter;
-    else
-        queue->first = waiter;
-    queue->last = waiter;
-    waiter->queued = true;
-}
-
-/* Unlink waiter if it is still queued (a claimer may have done it). */
-static inline void weft__waitq_remove(weft__waitq *queue, weft__waiter *waiter) {
-    if (!waiter->queued) return;
-    if (waiter->prev)
-        waiter->prev->next = waiter->next;
-    else
-        queue->first = waiter->next;
-    if (waiter->next)
-        waiter->next->prev = waiter->prev;
-    else
-        queue->last = waiter->prev;
-    waiter->next = waiter->prev = NULL;
-    waiter->queued = false;
-}
-
-/* Claim the oldest waiter whose wait is still open, unlinking it; waiters
- * met on the way whose wait another queue already claimed are unlinked
- * too (their owners find them gone). Waiters of parker skip are left
- * alone: a select never pairs with itself. Returns the claimed waiter,
- * whose owner the caller must complete and unpark, or NULL. */
-static inline weft__waiter *weft__waitq_claim(weft__waitq *queue, const weft__parker *skip) {
-    weft__waiter *waiter = queue->first;
-    while (waiter) {
-        weft__waiter *next = waiter->next;
-        if (waiter->parker != skip) {
-            bool won = weft__parker_claim(waiter->parker, waiter->token);
-            weft__waitq_remove(queue, waiter);
-            if (won) return waiter;
-        }
-        waiter = next;
-    }
-    return NULL;
-}
-
-/* Whether a waiter other than skip's is queued whose wait is still open. */
-static inline bool weft__waitq_has_partner(const weft__waitq *queue, const weft__parker *skip) {
-    for (const weft__waiter *waiter = queue->first; waiter; waiter = waiter->next)
-        if (waiter->parker != skip && weft__parker_claimed(waiter->parker) == WEFT__UNCLAIMED)
-            return true;
-    return false;
-}
 
 #endif
