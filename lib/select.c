@@ -24,6 +24,7 @@
  * completing a case right now, so it waits for the unpark and reports that
  * case: the operation happened, and must not be reported as timed out. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "backoff.h"
@@ -208,10 +209,15 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
         chosen = try_all_at_once(cases, n, order, versions);
         goto out;
     }
-    versions_unchanged(cases, n, versions);
     chosen = try_all(cases, n, order, NULL);
     if (chosen >= 0) goto out;
-    for (weft__backoff backoff = {0}; !weft__backoff_done(&backoff);) {
+    memset(versions, 0, n * sizeof *versions); /* poll_all: first look tries every case */
+    /* Spin only if a ring might fill or drain soon. An unbuffered partner
+     * can only find us once we are registered, so a select over unbuffered
+     * channels alone registers at once (and its parker spins instead). */
+    bool any_ring = false;
+    for (size_t i = 0; i < n; i++) any_ring |= cases[i].ch && weft_chan_cap(cases[i].ch) > 0;
+    for (weft__backoff backoff = {0}; any_ring && !weft__backoff_done(&backoff);) {
         weft__backoff_snooze(&backoff);
         chosen = poll_all(cases, n, order, versions);
         if (chosen >= 0) goto out;
