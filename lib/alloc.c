@@ -6,8 +6,8 @@
 
 #include "alloc.h"
 
-static atomic_long fail_from;  /* 0: never fail; k: the k-th and later fail */
-static atomic_long attempts;   /* allocations since the hook was set */
+static atomic_long fail_from; /* 0: never fail; k: the k-th and later fail */
+static atomic_long attempts;  /* allocations since the hook was set */
 
 static int should_fail(void) {
     long count = atomic_fetch_add_explicit(&attempts, 1, memory_order_relaxed) + 1;

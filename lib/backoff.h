@@ -25,7 +25,7 @@ static inline void weft__cpu_relax(void) {
 #define WEFT__SNOOZE_POLLS 128 /* polls, one pause apart (~20 ns each here) */
 #endif
 #ifndef WEFT__SNOOZE_YIELDS
-#define WEFT__SNOOZE_YIELDS 2 /* then yields (~1 us each on this VM); then park */
+#define WEFT__SNOOZE_YIELDS 8 /* then yields (~1 us each on this VM); then park */
 #endif
 enum {
     WEFT__CAS_SPIN_LIMIT = 4, /* up to 2^4 pauses after a lost CAS */

@@ -75,19 +75,19 @@ struct weft_chan {
     size_t elem_size;
     size_t cap;
     size_t slot_size;
-    uint64_t mark_bit;                 /* tail bit: closed */
-    uint64_t one_lap;                  /* position increment of one full lap */
-    unsigned char *slots;              /* cap slots of slot_size bytes; NULL when cap == 0 */
+    uint64_t mark_bit;    /* tail bit: closed */
+    uint64_t one_lap;     /* position increment of one full lap */
+    unsigned char *slots; /* cap slots of slot_size bytes; NULL when cap == 0 */
     atomic_long references;
-    atomic_int senders_waiting;        /* senders queue non-empty (buffered only) */
-    atomic_int receivers_waiting;      /* receivers queue non-empty (buffered only) */
+    atomic_int senders_waiting;   /* senders queue non-empty (buffered only) */
+    atomic_int receivers_waiting; /* receivers queue non-empty (buffered only) */
 
     alignas(CACHE_LINE) atomic_uint_fast64_t tail; /* senders' CAS target; mark_bit: closed */
     alignas(CACHE_LINE) atomic_uint_fast64_t head; /* receivers' CAS target */
 
     alignas(CACHE_LINE) pthread_mutex_t lock;
-    weft__waitq senders;   /* parked senders (unbuffered: with their values) */
-    weft__waitq receivers; /* parked receivers */
+    weft__waitq senders;                  /* parked senders (unbuffered: with their values) */
+    weft__waitq receivers;                /* parked receivers */
     atomic_uint_fast64_t handoff_waiters; /* unbuffered: waiters ever queued (the version) */
 };
 
@@ -305,8 +305,7 @@ static int ring_send(weft_chan *channel, const void *elem) {
         if (stamp == tail) {
             uint64_t next = next_position(channel, tail);
             if (atomic_compare_exchange_weak_explicit(&channel->tail, &tail, next,
-                                                      memory_order_seq_cst,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_seq_cst, memory_order_relaxed)) {
                 copy_value(slot_value(s), elem, channel->elem_size);
                 atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
                 if (atomic_load(&channel->receivers_waiting)) wake_one(channel, WEFT_RECV);
@@ -338,8 +337,7 @@ static int ring_recv(weft_chan *channel, void *elem) {
         if (stamp == head + 1) {
             uint64_t next = next_position(channel, head);
             if (atomic_compare_exchange_weak_explicit(&channel->head, &head, next,
-                                                      memory_order_seq_cst,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_seq_cst, memory_order_relaxed)) {
                 if (elem) copy_value(elem, slot_value(s), channel->elem_size);
                 atomic_store_explicit(&s->stamp, head + channel->one_lap - index,
                                       memory_order_release);
@@ -399,7 +397,8 @@ static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self
 /* ---- what select and the blocking paths use ----------------------------- */
 
 int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self) {
-    if (channel->cap > 0) return dir == WEFT_SEND ? ring_send(channel, elem) : ring_recv(channel, elem);
+    if (channel->cap > 0)
+        return dir == WEFT_SEND ? ring_send(channel, elem) : ring_recv(channel, elem);
     return dir == WEFT_SEND ? handoff_send(channel, elem, self) : handoff_recv(channel, elem, self);
 }
 
@@ -496,7 +495,8 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
 /* A ring operation that did not succeed at once: a try form makes one
  * exact attempt; a blocking one polls its slot a little while (see
  * ring_may_be_ready), then parks. */
-__attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem, weft_time deadline) {
+__attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem,
+                                             weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
     if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
@@ -526,8 +526,8 @@ static inline int fast_send(weft_chan *channel, const void *elem) {
     slot *s = slot_at(channel, index);
     if (atomic_load_explicit(&s->stamp, memory_order_acquire) + index != tail) return SLOW;
     if (!atomic_compare_exchange_strong_explicit(&channel->tail, &tail,
-                                                 next_position(channel, tail),
-                                                 memory_order_seq_cst, memory_order_relaxed))
+                                                 next_position(channel, tail), memory_order_seq_cst,
+                                                 memory_order_relaxed))
         return SLOW;
     copy_value(slot_value(s), elem, channel->elem_size);
     atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
@@ -542,8 +542,8 @@ static inline int fast_recv(weft_chan *channel, void *elem) {
     slot *s = slot_at(channel, index);
     if (atomic_load_explicit(&s->stamp, memory_order_acquire) + index != head + 1) return SLOW;
     if (!atomic_compare_exchange_strong_explicit(&channel->head, &head,
-                                                 next_position(channel, head),
-                                                 memory_order_seq_cst, memory_order_relaxed))
+                                                 next_position(channel, head), memory_order_seq_cst,
+                                                 memory_order_relaxed))
         return SLOW;
     if (elem) copy_value(elem, slot_value(s), channel->elem_size);
     atomic_store_explicit(&s->stamp, head + channel->one_lap - index, memory_order_release);

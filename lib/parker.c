@@ -28,7 +28,7 @@
 enum { EMPTY, SLEEPING, NOTIFIED };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static weft__parker *pool_free;   /* recycled parkers, under pool_lock */
+static weft__parker *pool_free; /* recycled parkers, under pool_lock */
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static _Thread_local weft__parker *current;

@@ -42,8 +42,8 @@ typedef struct weft__parker {
      * operation touches (claim, waiter, value, wake-up). */
     _Alignas(64) atomic_int state; /* EMPTY, SLEEPING or NOTIFIED (parker.c); owner and unparker */
     atomic_int claim;              /* WEFT__UNCLAIMED, WEFT__CLAIM_SELF or a case index; CAS only */
-    weft__waiter waiter;           /* a single channel operation's waiter (chan.c); owner's between waits */
-    uint64_t value;                /* that operation's value when it fits: written by owner or claimer */
+    weft__waiter waiter; /* a single channel operation's waiter (chan.c); owner's between waits */
+    uint64_t value;      /* that operation's value when it fits: written by owner or claimer */
 
     pthread_mutex_t mutex;     /* guards the SLEEPING -> wait transition and the condvar */
     pthread_cond_t cond;       /* CLOCK_MONOTONIC */

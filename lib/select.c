@@ -133,8 +133,7 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
 static int poll_all(weft_case *cases, size_t n, const unsigned *order, uint64_t *seen) {
     for (size_t k = 0; k < n; k++) {
         size_t i = case_at(order, k);
-        if (!cases[i].ch || !weft__chan_may_be_ready(cases[i].ch, cases[i].dir, &seen[i]))
-            continue;
+        if (!cases[i].ch || !weft__chan_may_be_ready(cases[i].ch, cases[i].dir, &seen[i])) continue;
         int result = weft__chan_try(cases[i].ch, cases[i].dir, cases[i].elem, NULL);
         if (result != WEFT_EAGAIN) {
             cases[i].err = result;

@@ -24,8 +24,8 @@ typedef struct weft__waiter {
     struct weft__parker *parker;      /* the blocked thread */
     void *elem;                       /* send: the value; recv: where to put it (may be NULL) */
     int token;                        /* what a claimer writes into parker->claim: the case index */
-    int result;                       /* written by the claimer before unpark: 0, WEFT_ECLOSED, WEFT__RETRY */
-    bool queued;                      /* linked into a queue; under the queue's lock */
+    int result;  /* written by the claimer before unpark: 0, WEFT_ECLOSED, WEFT__RETRY */
+    bool queued; /* linked into a queue; under the queue's lock */
 } weft__waiter;
 
 #endif

@@ -7,8 +7,8 @@
 #include "weft/error.h"
 #include "weft/time.h"
 
-static const int codes[] = {WEFT_OK,        WEFT_ECLOSED,   WEFT_EAGAIN, WEFT_ECANCELED,
-                            WEFT_ETIMEDOUT, WEFT_ENOMEM,    WEFT_EINVAL};
+static const int codes[] = {WEFT_OK,        WEFT_ECLOSED, WEFT_EAGAIN, WEFT_ECANCELED,
+                            WEFT_ETIMEDOUT, WEFT_ENOMEM,  WEFT_EINVAL};
 enum { CODE_COUNT = sizeof codes / sizeof codes[0] };
 
 START_TEST(test_strerror_names_every_code_distinctly) {

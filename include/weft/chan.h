@@ -97,36 +97,36 @@ size_t weft_chan_elem_size(const weft_chan *c);
 #define WEFT__CHAN_FN static inline
 #endif
 
-#define WEFT_CHAN_DEFINE(name, T)                                                          \
-    typedef struct {                                                                       \
-        weft_chan *ch;                                                                     \
-    } name;                                                                                \
-    WEFT__CHAN_FN name name##_make(size_t cap) {                                           \
-        name c = {weft_chan_make(sizeof(T), cap)};                                         \
-        return c;                                                                          \
-    }                                                                                      \
-    WEFT__CHAN_FN void name##_retain(name c) { weft_chan_retain(c.ch); }                  \
-    WEFT__CHAN_FN void name##_release(name c) { weft_chan_release(c.ch); }                \
-    WEFT__CHAN_FN int name##_send(name c, T v) { return weft_chan_send(c.ch, &v); }       \
-    WEFT__CHAN_FN int name##_recv(name c, T *v) { return weft_chan_recv(c.ch, v); }       \
+#define WEFT_CHAN_DEFINE(name, T)                                                           \
+    typedef struct {                                                                        \
+        weft_chan *ch;                                                                      \
+    } name;                                                                                 \
+    WEFT__CHAN_FN name name##_make(size_t cap) {                                            \
+        name c = {weft_chan_make(sizeof(T), cap)};                                          \
+        return c;                                                                           \
+    }                                                                                       \
+    WEFT__CHAN_FN void name##_retain(name c) { weft_chan_retain(c.ch); }                    \
+    WEFT__CHAN_FN void name##_release(name c) { weft_chan_release(c.ch); }                  \
+    WEFT__CHAN_FN int name##_send(name c, T v) { return weft_chan_send(c.ch, &v); }         \
+    WEFT__CHAN_FN int name##_recv(name c, T *v) { return weft_chan_recv(c.ch, v); }         \
     WEFT__CHAN_FN int name##_try_send(name c, T v) { return weft_chan_try_send(c.ch, &v); } \
     WEFT__CHAN_FN int name##_try_recv(name c, T *v) { return weft_chan_try_recv(c.ch, v); } \
-    WEFT__CHAN_FN int name##_send_until(name c, T v, weft_time deadline) {                \
-        return weft_chan_send_until(c.ch, &v, deadline);                                   \
-    }                                                                                      \
-    WEFT__CHAN_FN int name##_recv_until(name c, T *v, weft_time deadline) {               \
-        return weft_chan_recv_until(c.ch, v, deadline);                                    \
-    }                                                                                      \
-    WEFT__CHAN_FN int name##_close(name c) { return weft_chan_close(c.ch); }              \
-    WEFT__CHAN_FN size_t name##_len(name c) { return weft_chan_len(c.ch); }               \
-    WEFT__CHAN_FN size_t name##_cap(name c) { return weft_chan_cap(c.ch); }               \
-    WEFT__CHAN_FN weft_case name##_send_case(name c, const T *v) {                        \
-        weft_case k = WEFT_SEND_CASE(c.ch, v);                                             \
-        return k;                                                                          \
-    }                                                                                      \
-    WEFT__CHAN_FN weft_case name##_recv_case(name c, T *v) {                              \
-        weft_case k = WEFT_RECV_CASE(c.ch, v);                                             \
-        return k;                                                                          \
+    WEFT__CHAN_FN int name##_send_until(name c, T v, weft_time deadline) {                  \
+        return weft_chan_send_until(c.ch, &v, deadline);                                    \
+    }                                                                                       \
+    WEFT__CHAN_FN int name##_recv_until(name c, T *v, weft_time deadline) {                 \
+        return weft_chan_recv_until(c.ch, v, deadline);                                     \
+    }                                                                                       \
+    WEFT__CHAN_FN int name##_close(name c) { return weft_chan_close(c.ch); }                \
+    WEFT__CHAN_FN size_t name##_len(name c) { return weft_chan_len(c.ch); }                 \
+    WEFT__CHAN_FN size_t name##_cap(name c) { return weft_chan_cap(c.ch); }                 \
+    WEFT__CHAN_FN weft_case name##_send_case(name c, const T *v) {                          \
+        weft_case k = WEFT_SEND_CASE(c.ch, v);                                              \
+        return k;                                                                           \
+    }                                                                                       \
+    WEFT__CHAN_FN weft_case name##_recv_case(name c, T *v) {                                \
+        weft_case k = WEFT_RECV_CASE(c.ch, v);                                              \
+        return k;                                                                           \
     }
 
 #ifdef __cplusplus

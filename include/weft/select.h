@@ -38,8 +38,10 @@ typedef struct {
     int err;              /* out: 0, or WEFT_ECLOSED when the chosen case met a closed channel */
 } weft_case;
 
+/* clang-format off */
 #define WEFT_SEND_CASE(ch, ptr) {(ch), WEFT_SEND, (void *)(ptr), 0}
 #define WEFT_RECV_CASE(ch, ptr) {(ch), WEFT_RECV, (void *)(ptr), 0}
+/* clang-format on */
 
 #define WEFT_SELECT_STACK_CASES 64
 

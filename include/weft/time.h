@@ -17,9 +17,11 @@ typedef int64_t weft_time;
 #define WEFT_FOREVER INT64_MAX
 #define WEFT_NOWAIT ((weft_time)0)
 
+/* clang-format off */
 #define WEFT_US(x) ((weft_time)(x) * 1000)
 #define WEFT_MS(x) ((weft_time)(x) * 1000000)
 #define WEFT_SEC(x) ((weft_time)(x) * 1000000000)
+/* clang-format on */
 
 /* The current CLOCK_MONOTONIC time in nanoseconds. Never blocks. */
 weft_time weft_now(void);
