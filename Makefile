@@ -4,7 +4,8 @@
 #   make test            build and run every test/test_*.c (Check; installs it if missing and root)
 #   make build-tests     build them without running
 #   make tsan / asan     the same tests under ThreadSanitizer / AddressSanitizer+UBSan
-#   make valgrind        the unit tests under valgrind (CK_FORK=no)
+#   make valgrind        the unit tests under valgrind (CK_FORK=no; heavy loops
+#                        divided by WEFT_TEST_SCALE, default 10)
 #   make bench           build bench/weft-bench and run it
 #   make examples        build examples/*.c into build/release/examples/
 #   make install / uninstall   PREFIX=/usr/local DESTDIR=
@@ -217,7 +218,8 @@ valgrind: $(release_TESTS)
 	[ -n "$(release_TESTS)" ] || { echo "weft: no tests (test/test_*.c)"; exit 1; }; \
 	for t in $(release_TESTS); do \
 	    echo "== valgrind: $$t"; \
-	    CK_FORK=no $(VALGRIND) -q --leak-check=full \
+	    CK_FORK=no WEFT_TEST_SCALE=$${WEFT_TEST_SCALE:-10} CK_DEFAULT_TIMEOUT=600 \
+	    $(VALGRIND) -q --fair-sched=yes --leak-check=full \
 	        --error-exitcode=1 --errors-for-leak-kinds=definite,indirect ./$$t \
 	        || failed="$$failed $${t##*/}"; \
 	done; \
