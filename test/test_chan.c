@@ -1272,18 +1272,6 @@ END_TEST
 
 /* --------------------------------------------------------------------- */
 
-/* Runs after every test, even a failed one: no test leaves the
- * allocation-failure hook armed for the next. */
-static void reset_alloc_hook(void) { weft__alloc_fail_from(0); }
-
-static TCase *new_case(Suite *suite, const char *name) {
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, test_timeout());
-    tcase_add_checked_fixture(tc, NULL, reset_alloc_hook);
-    suite_add_tcase(suite, tc);
-    return tc;
-}
-
 static Suite *chan_suite(void) {
     Suite *suite = suite_create("chan");
     TCase *tc;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "weft/time.h"
 
 /* The per-test timeout in seconds: 120, or CK_DEFAULT_TIMEOUT when that is
@@ -144,6 +145,19 @@ static inline void log_free(value_log *log) {
     free(log->values);
     log->values = NULL;
     log->count = log->capacity = 0;
+}
+
+/* Runs after every test, even a failed one: no test leaves the
+ * allocation-failure hook armed for the next. */
+static inline void reset_alloc_hook(void) { weft__alloc_fail_from(0); }
+
+/* A test case with the suite's timeout and the hook reset, added to suite. */
+static inline TCase *new_case(Suite *suite, const char *name) {
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, test_timeout());
+    tcase_add_checked_fixture(tc, NULL, reset_alloc_hook);
+    suite_add_tcase(suite, tc);
+    return tc;
 }
 
 #endif
