@@ -35,6 +35,13 @@
  * to retry (WEFT__RETRY) and races fast-path threads for it. Whoever wins
  * consumed the value or the room, so nothing is lost by losing.
  *
+ * Before parking, a blocked ring operation polls only its own side: the
+ * stamp of the slot at its own position (ring_may_be_ready). Reading the
+ * partner's head or tail on every poll would pull that line away from the
+ * partner, whose next CAS needs it back; at capacity 1 that halved the
+ * hand-off rate. The exact full/empty check (which reads both) is made
+ * once by a try form, and again when registering.
+ *
  * Unbuffered channels (cap == 0) do everything under channel->lock, as Go
  * does: a sender that finds a parked receiver claims it (a CAS on the
  * receiver's parker, which may also be a select waiting on other channels),
@@ -42,6 +49,11 @@
  * otherwise it parks with its value in its waiter until a receiver copies
  * it out. The copy happens after the lock is released: the claim makes the
  * claimer the only thread that may touch the waiter until it unparks it.
+ * A single operation's waiter, and its value when it fits in 8 bytes, live
+ * in the thread's parker, on the cache line of its claim and wake-up
+ * words, so a partner completes it by touching one line of ours.
+ * handoff_waiters counts the waiters ever queued: it is the channel's
+ * version for select (a partner appearing is what makes a case ready).
  *
  * Close sets the mark bit under the lock and claims every queued waiter:
  * buffered waiters retry (and find the close), unbuffered ones are told

@@ -1,9 +1,14 @@
-/* Select, and the blocking engine every channel operation parks through.
+/* Select, and the blocking engine that select and buffered channel
+ * operations park through (an unbuffered single operation parks in
+ * chan.c's handoff, with the same claim protocol).
  *
  * weft_select first tries each case once, in a fresh random permutation
  * (Fisher-Yates over a per-thread xorshift generator), so that the choice
- * among ready cases is uniform. If none is ready and the deadline allows,
- * it spins briefly retrying, then blocks:
+ * among ready cases is uniform. With WEFT_NOWAIT it answers "nothing
+ * ready" only after a double collect of channel versions shows that held
+ * at one instant. If some case is on a ring it spins briefly, retrying the
+ * cases whose channels changed; an unbuffered partner can only find a
+ * registered waiter, so over unbuffered channels alone it blocks at once:
  *
  *   1. arm the thread's parker (claim word := WEFT__UNCLAIMED);
  *   2. publish one waiter per case on its channel (each channel's lock is
@@ -16,9 +21,9 @@
  *      our waiters sees the claim taken and drops the waiter;
  *   5. withdraw every other waiter (under each channel's lock, so none
  *      outlives this stack frame; the claimer unlinked the winning one),
- *      then act on the winning waiter's result: 0 or
- *      WEFT_ECLOSED means an unbuffered partner already completed the case;
- *      WEFT__RETRY means try that case first, then all of them again.
+ *      then act on the winning waiter's result: 0 or WEFT_ECLOSED means
+ *      an unbuffered partner already completed the case; WEFT__RETRY
+ *      means try that case first, then all of them again.
  *
  * On a deadline the thread claims itself; if that fails a claimer is
  * completing a case right now, so it waits for the unpark and reports that

@@ -1,9 +1,9 @@
 /* A waiter: what a blocked operation leaves on each object it waits for
  * (see waitq.h for the queues that hold them, parker.h for how its thread
- * sleeps). A select's waiters live on its stack; a single channel
- * operation uses the one embedded in the thread's parker, on the same
- * cache line as the claim word, so that a partner completing it touches
- * one line. */
+ * sleeps). Waiters of a select, or of a blocked ring operation, live on
+ * the blocked thread's stack; a single unbuffered operation uses the one
+ * embedded in the thread's parker, on the same cache line as the claim
+ * word, so that a partner completing it touches one line. */
 #ifndef WEFT_LIB_WAITER_H
 #define WEFT_LIB_WAITER_H
 

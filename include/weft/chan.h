@@ -18,8 +18,11 @@
  * Cost: a buffered send or receive that need not wait is a few atomic
  * operations and no lock; it takes the channel's lock only when another
  * thread is parked on the channel. Unbuffered operations take the
- * channel's lock. No operation allocates once the calling thread has made
- * its first blocking call (which allocates the thread's parker once).
+ * channel's lock. An operation that must wait polls for a few
+ * microseconds, yields the CPU a few times, then sleeps on a condition
+ * variable until a partner or a close wakes it. No operation allocates
+ * once the calling thread has made its first blocking call (which
+ * allocates the thread's parker once).
  * A receive on a closed, drained channel leaves *elem untouched.
  *
  * Every function is safe from any thread, pooled goroutine or not. */
