@@ -379,6 +379,18 @@ static bool passed(weft_time deadline) {
     return deadline <= 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline);
 }
 
+/* Finish a hand-off with a partner we claimed (our direction is dir): copy
+ * the value across, outside the lock, then wake the partner. */
+static void complete_partner(weft_chan *channel, weft__waiter *partner, int dir, void *elem) {
+    if (dir == WEFT_SEND) {
+        if (partner->elem) copy_value(partner->elem, elem, channel->elem_size);
+    } else if (elem) {
+        copy_value(elem, partner->elem, channel->elem_size);
+    }
+    partner->result = 0;
+    weft__parker_unpark(partner->parker);
+}
+
 static int handoff_send(weft_chan *channel, const void *elem, const weft__parker *self) {
     pthread_mutex_lock(&channel->lock);
     if (is_closed(channel)) {
@@ -388,9 +400,7 @@ static int handoff_send(weft_chan *channel, const void *elem, const weft__parker
     weft__waiter *receiver = weft__waitq_claim(&channel->receivers, self);
     pthread_mutex_unlock(&channel->lock);
     if (!receiver) return WEFT_EAGAIN;
-    if (receiver->elem) copy_value(receiver->elem, elem, channel->elem_size);
-    receiver->result = 0;
-    weft__parker_unpark(receiver->parker);
+    complete_partner(channel, receiver, WEFT_SEND, (void *)elem);
     return 0;
 }
 
@@ -400,9 +410,7 @@ static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self
     bool closed = is_closed(channel);
     pthread_mutex_unlock(&channel->lock);
     if (!sender) return closed ? WEFT_ECLOSED : WEFT_EAGAIN;
-    if (elem) copy_value(elem, sender->elem, channel->elem_size);
-    sender->result = 0;
-    weft__parker_unpark(sender->parker);
+    complete_partner(channel, sender, WEFT_RECV, elem);
     return 0;
 }
 
@@ -481,13 +489,7 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     pthread_mutex_unlock(&channel->lock);
 
     if (partner) {
-        if (dir == WEFT_SEND) {
-            if (partner->elem) copy_value(partner->elem, elem, channel->elem_size);
-        } else if (elem) {
-            copy_value(elem, partner->elem, channel->elem_size);
-        }
-        partner->result = 0;
-        weft__parker_unpark(partner->parker);
+        complete_partner(channel, partner, dir, elem);
         return 0;
     }
     if (closed) return WEFT_ECLOSED;

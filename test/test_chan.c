@@ -215,9 +215,7 @@ START_TEST(test_each_value_received_exactly_once_under_contention) {
         count += consumers[k].count;
         sum += consumers[k].sum;
     }
-    for (uint32_t v = 0; v < total; v++)
-        ck_assert_msg(atomic_load(&seen[v]) == 1, "value %u seen %d times", v,
-                      (int)atomic_load(&seen[v]));
+    assert_each_seen_once(seen, total);
     ck_assert_uint_eq(count, total);
     ck_assert_uint_eq(sum, (uint64_t)total * (total - 1) / 2);
     free(seen);
@@ -965,9 +963,7 @@ START_TEST(test_large_elements_round_trip_intact) {
     }
     ck_assert_uint_eq(count, (uint64_t)PRODUCERS * per_producer);
     ck_assert_uint_eq(received_sum, sent_sum);
-    for (size_t v = 0; v < (size_t)PRODUCERS * per_producer; v++)
-        ck_assert_msg(atomic_load(&seen[v]) == 1, "element %zu seen %d times", v,
-                      (int)atomic_load(&seen[v]));
+    assert_each_seen_once(seen, (size_t)PRODUCERS * per_producer);
     free(seen);
     weft_chan_release(c);
 }

@@ -1494,9 +1494,7 @@ START_TEST(test_select_senders_and_select_receivers_sums_match) {
         received += receivers[r].count;
         sum += receivers[r].sum;
     }
-    for (uint32_t v = 0; v < total; v++)
-        ck_assert_msg(atomic_load(&seen[v]) == 1, "value %u seen %d times", v,
-                      (int)atomic_load(&seen[v]));
+    assert_each_seen_once(seen, total);
     ck_assert_uint_eq(received, total);
     ck_assert_uint_eq(sum, (uint64_t)total * (total - 1) / 2);
     free(seen);

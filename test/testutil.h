@@ -160,4 +160,11 @@ static inline TCase *new_case(Suite *suite, const char *name) {
     return tc;
 }
 
+/* Exactly-once delivery: every value below total was marked seen once. */
+static inline void assert_each_seen_once(_Atomic unsigned char *seen, size_t total) {
+    for (size_t v = 0; v < total; v++)
+        ck_assert_msg(atomic_load(&seen[v]) == 1, "value %zu seen %d times", v,
+                      (int)atomic_load(&seen[v]));
+}
+
 #endif
