@@ -99,7 +99,7 @@ asan_LIB        := build/asan/libweft.a
 # How each variant runs a test binary.
 release_RUN_ENV := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT)
 tsan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SAN_TIMEOUT_MULTIPLIER) \
-                   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)"
+                   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0 $(TSAN_OPTIONS)"
 asan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SAN_TIMEOUT_MULTIPLIER) \
                    ASAN_OPTIONS="detect_leaks=1 $(ASAN_OPTIONS)" \
                    UBSAN_OPTIONS="print_stacktrace=1 $(UBSAN_OPTIONS)"
@@ -199,19 +199,19 @@ define run-tests
 	echo "== $(1): all $$n test programs passed"
 endef
 
-test: $(release_TESTS)
+test: $(release_TESTS) $(EXAMPLES)
 	$(call run-tests,release,)
 
 # Build the test programs without running them.
 build-tests: $(release_TESTS)
 
-tsan: $(tsan_TESTS)
+tsan: $(tsan_TESTS) $(EXAMPLES)
 	$(call run-tests,tsan,$(tsan_RUN_WRAP))
 
-asan: $(asan_TESTS)
+asan: $(asan_TESTS) $(EXAMPLES)
 	$(call run-tests,asan,)
 
-valgrind: $(release_TESTS)
+valgrind: $(release_TESTS) $(EXAMPLES)
 	@command -v $(VALGRIND) >/dev/null || \
 	    { echo "weft: valgrind not found; install it: sudo apt-get install valgrind"; exit 1; }
 	@failed=""; \

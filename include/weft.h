@@ -2,7 +2,8 @@
  *
  * goroutines on pooled threads (weft/go.h), channels (weft/chan.h),
  * select (weft/select.h), WaitGroup, mutexes, once and semaphores
- * (weft/sync.h), error codes (weft/error.h) and time (weft/time.h). */
+ * (weft/sync.h), contexts (weft/ctx.h), task groups (weft/group.h), error
+ * codes (weft/error.h), time and timers (weft/time.h). */
 #ifndef WEFT_H
 #define WEFT_H
 
@@ -12,5 +13,7 @@
 #include "weft/chan.h"
 #include "weft/go.h"
 #include "weft/sync.h"
+#include "weft/ctx.h"
+#include "weft/group.h"
 
 #endif

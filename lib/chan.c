@@ -72,6 +72,7 @@
 #include "alloc.h"
 #include "backoff.h"
 #include "chan_internal.h"
+#include "weft/ctx.h"
 #include "panic.h"
 
 #define CACHE_LINE 64
@@ -391,7 +392,14 @@ static void complete_partner(weft_chan *channel, weft__waiter *partner, int dir,
     weft__parker_unpark(partner->parker);
 }
 
+/* The try forms first look, without the lock, for a queued partner: with
+ * none queued at that instant and the channel open when looked at next
+ * (so open at that instant too), "would block" was true then, and
+ * threads that poll an idle channel (non-blocking select) do not fight
+ * over its lock. A close seen instead is final. */
 static int handoff_send(weft_chan *channel, const void *elem, const weft__parker *self) {
+    if (weft__waitq_maybe_empty(&channel->receivers))
+        return is_closed(channel) ? WEFT_ECLOSED : WEFT_EAGAIN;
     pthread_mutex_lock(&channel->lock);
     if (is_closed(channel)) {
         pthread_mutex_unlock(&channel->lock);
@@ -405,6 +413,8 @@ static int handoff_send(weft_chan *channel, const void *elem, const weft__parker
 }
 
 static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self) {
+    if (weft__waitq_maybe_empty(&channel->senders))
+        return is_closed(channel) ? WEFT_ECLOSED : WEFT_EAGAIN;
     pthread_mutex_lock(&channel->lock);
     weft__waiter *sender = weft__waitq_claim(&channel->senders, self);
     bool closed = is_closed(channel);
@@ -463,29 +473,25 @@ int weft_chan_close(weft_chan *channel) {
  * until a partner (or a close) completes us. Nobody else can claim our
  * parker before the waiter is queued, so no self-claim is needed first. */
 static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) {
-    bool may_block = !passed(deadline);
-    weft__parker *self = may_block ? weft__parker_self() : NULL;
-    if (may_block && !self) return WEFT_ENOMEM;
+    if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
+    weft__parker *self = weft__parker_self();
+    if (!self) return WEFT_ENOMEM;
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
     /* The waiter embedded in our parker, with the value inline when it
      * fits: a partner then touches one cache line of ours. */
-    weft__waiter *waiter = NULL;
     bool inline_value = channel->elem_size <= sizeof self->value;
-    if (self) {
-        weft__parker_arm(self);
-        waiter = &self->waiter;
-        *waiter = (weft__waiter){.parker = self, .elem = elem};
-        if (inline_value && elem) {
-            waiter->elem = &self->value;
-            if (dir == WEFT_SEND) copy_value(&self->value, elem, channel->elem_size);
-        }
+    weft__parker_arm(self);
+    weft__waiter *waiter = &self->waiter;
+    *waiter = (weft__waiter){.parker = self, .elem = elem};
+    if (inline_value && elem) {
+        waiter->elem = &self->value;
+        if (dir == WEFT_SEND) copy_value(&self->value, elem, channel->elem_size);
     }
 
     pthread_mutex_lock(&channel->lock);
     bool closed = is_closed(channel);
     weft__waiter *partner = dir == WEFT_SEND && closed ? NULL : weft__waitq_claim(partners, self);
-    if (!partner && !closed && may_block)
-        push_handoff_waiter(channel, queue_for(channel, dir), waiter);
+    if (!partner && !closed) push_handoff_waiter(channel, queue_for(channel, dir), waiter);
     pthread_mutex_unlock(&channel->lock);
 
     if (partner) {
@@ -493,7 +499,6 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         return 0;
     }
     if (closed) return WEFT_ECLOSED;
-    if (!may_block) return WEFT_EAGAIN;
     if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
         if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
             weft__chan_unregister(channel, dir, waiter);
@@ -593,4 +598,32 @@ int weft_chan_send_until(weft_chan *channel, const void *elem, weft_time deadlin
 int weft_chan_recv_until(weft_chan *channel, void *elem, weft_time deadline) {
     if (fast_recv(channel, elem) == 0) return 0;
     return operate(channel, WEFT_RECV, elem, deadline);
+}
+
+/* A blocking operation that ctx may end: the operation and ctx's done
+ * channel as a two-case priority select, so that a value or partner that
+ * is there wins over a cancel that comes at the same moment. */
+static int operate_ctx(weft_chan *channel, int dir, void *elem, weft_ctx *ctx) {
+    weft_chan *done = weft_ctx_done(ctx);
+    if (!done || !channel) return operate(channel, dir, elem, WEFT_FOREVER);
+    if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
+    weft_case cases[2] = {{channel, dir, elem, 0}, {done, WEFT_RECV, NULL, 0}};
+    int chosen = weft_select_biased(cases, 2, WEFT_FOREVER);
+    if (chosen == 0) return cases[0].err;
+    if (chosen == 1) return weft_ctx_err(ctx);
+    return chosen;
+}
+
+int weft_chan_send_ctx(weft_chan *channel, const void *elem, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    if (fast_send(channel, elem) == 0) return 0;
+    return operate_ctx(channel, WEFT_SEND, (void *)elem, ctx);
+}
+
+int weft_chan_recv_ctx(weft_chan *channel, void *elem, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    if (fast_recv(channel, elem) == 0) return 0;
+    return operate_ctx(channel, WEFT_RECV, elem, ctx);
 }

@@ -103,10 +103,11 @@ static inline bool try_take(weft_mutex *m) {
 int weft_mutex_trylock(weft_mutex *m) { return try_take(m) ? 0 : WEFT_EAGAIN; }
 
 /* No parker (its allocation failed): poll, yielding the CPU. */
-static int lock_yielding(weft_mutex *m, weft_time deadline) {
+static int lock_yielding(weft_mutex *m, weft_time deadline, weft_ctx *ctx) {
     for (;;) {
         if (try_take(m)) return 0;
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        int error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         weft__sync_yield();
     }
 }
@@ -137,14 +138,14 @@ static void sync_queued_bit(weft_mutex *m) {
         atomic_fetch_and_explicit(&m->state, ~(uint32_t)QUEUED, memory_order_relaxed);
 }
 
-static int lock_slow(weft_mutex *m, weft_time deadline) {
+static int lock_slow(weft_mutex *m, weft_time deadline, weft_ctx *ctx) {
     weft__backoff backoff = {0};
     for (int i = 0; i < SPIN_POLLS; i++) {
         if (try_take(m)) return 0;
         weft__backoff_spin(&backoff);
     }
     weft__parker *parker = weft__parker_self();
-    if (!parker) return lock_yielding(m, deadline);
+    if (!parker) return lock_yielding(m, deadline, ctx);
 
     mutex_waiter waiter = {.queued_since = weft_now()};
     bool front = false; /* woken and lost: keep our place at the front */
@@ -161,7 +162,7 @@ static int lock_slow(weft_mutex *m, weft_time deadline) {
             weft__sync_queue_push(&m->queue, &waiter.base);
         weft__sync_unlock(&m->lock);
 
-        int error = weft__sync_park(&waiter.base, deadline);
+        int error = weft__sync_park(&waiter.base, deadline, ctx);
         if (error) {
             weft__sync_lock(&m->lock);
             weft__sync_queue_remove(&m->queue, &waiter.base);
@@ -175,7 +176,8 @@ static int lock_slow(weft_mutex *m, weft_time deadline) {
             if (try_take(m)) return 0;
             weft__cpu_relax();
         }
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         front = true;
     }
 }
@@ -185,13 +187,20 @@ void weft_mutex_lock(weft_mutex *m) {
     if (atomic_compare_exchange_strong_explicit(&m->state, &unlocked, LOCKED, memory_order_acquire,
                                                 memory_order_relaxed))
         return;
-    lock_slow(m, WEFT_FOREVER);
+    lock_slow(m, WEFT_FOREVER, NULL);
 }
 
 int weft_mutex_lock_until(weft_mutex *m, weft_time deadline) {
     if (try_take(m)) return 0;
     if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_EAGAIN;
-    return lock_slow(m, deadline);
+    return lock_slow(m, deadline, NULL);
+}
+
+int weft_mutex_lock_ctx(weft_mutex *m, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    if (try_take(m)) return 0;
+    return lock_slow(m, WEFT_FOREVER, ctx);
 }
 
 static void unlock_slow(weft_mutex *m) {

@@ -146,10 +146,11 @@ static void writers_gone(weft_rwmutex *m, weft__waiter **granted) {
 
 /* ---- readers ----------------------------------------------------------- */
 
-static int rlock_yielding(weft_rwmutex *m, weft_time deadline) {
+static int rlock_yielding(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     for (;;) {
         if (try_read(m)) return 0;
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        int error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         weft__sync_yield();
     }
 }
@@ -174,9 +175,9 @@ static bool read_or_mark_queued(weft_rwmutex *m) {
     }
 }
 
-static int rlock_slow(weft_rwmutex *m, weft_time deadline) {
+static int rlock_slow(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     weft__parker *parker = weft__parker_self();
-    if (!parker) return rlock_yielding(m, deadline);
+    if (!parker) return rlock_yielding(m, deadline, ctx);
     weft__waiter waiter;
     weft__sync_lock(&m->lock);
     if (read_or_mark_queued(m)) {
@@ -187,7 +188,7 @@ static int rlock_slow(weft_rwmutex *m, weft_time deadline) {
     weft__sync_queue_push(&m->readers, &waiter);
     weft__sync_unlock(&m->lock);
 
-    int error = weft__sync_park(&waiter, deadline);
+    int error = weft__sync_park(&waiter, deadline, ctx);
     if (error) {
         weft__sync_lock(&m->lock);
         weft__sync_queue_remove(&m->readers, &waiter);
@@ -200,13 +201,20 @@ static int rlock_slow(weft_rwmutex *m, weft_time deadline) {
 
 void weft_rwmutex_rlock(weft_rwmutex *m) {
     if (try_read(m)) return;
-    rlock_slow(m, WEFT_FOREVER);
+    rlock_slow(m, WEFT_FOREVER, NULL);
 }
 
 int weft_rwmutex_rlock_until(weft_rwmutex *m, weft_time deadline) {
     if (try_read(m)) return 0;
     if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_EAGAIN;
-    return rlock_slow(m, deadline);
+    return rlock_slow(m, deadline, NULL);
+}
+
+int weft_rwmutex_rlock_ctx(weft_rwmutex *m, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    if (try_read(m)) return 0;
+    return rlock_slow(m, WEFT_FOREVER, ctx);
 }
 
 static void runlock_slow(weft_rwmutex *m) {
@@ -232,10 +240,11 @@ void weft_rwmutex_runlock(weft_rwmutex *m) {
 
 /* ---- writers ----------------------------------------------------------- */
 
-static int lock_yielding(weft_rwmutex *m, weft_time deadline) {
+static int lock_yielding(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     for (;;) {
         if (try_write(m)) return 0;
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        int error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         weft__sync_yield();
     }
 }
@@ -259,9 +268,9 @@ static bool write_or_mark_queued(weft_rwmutex *m) {
     }
 }
 
-static int lock_slow(weft_rwmutex *m, weft_time deadline) {
+static int lock_slow(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     weft__parker *parker = weft__parker_self();
-    if (!parker) return lock_yielding(m, deadline);
+    if (!parker) return lock_yielding(m, deadline, ctx);
     weft__waiter waiter;
     weft__sync_lock(&m->lock);
     if (write_or_mark_queued(m)) {
@@ -272,7 +281,7 @@ static int lock_slow(weft_rwmutex *m, weft_time deadline) {
     weft__sync_queue_push(&m->writers, &waiter);
     weft__sync_unlock(&m->lock);
 
-    int error = weft__sync_park(&waiter, deadline);
+    int error = weft__sync_park(&waiter, deadline, ctx);
     if (error) {
         weft__waiter *granted = NULL;
         weft__sync_lock(&m->lock);
@@ -286,13 +295,20 @@ static int lock_slow(weft_rwmutex *m, weft_time deadline) {
 
 void weft_rwmutex_lock(weft_rwmutex *m) {
     if (try_write(m)) return;
-    lock_slow(m, WEFT_FOREVER);
+    lock_slow(m, WEFT_FOREVER, NULL);
 }
 
 int weft_rwmutex_lock_until(weft_rwmutex *m, weft_time deadline) {
     if (try_write(m)) return 0;
     if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_EAGAIN;
-    return lock_slow(m, deadline);
+    return lock_slow(m, deadline, NULL);
+}
+
+int weft_rwmutex_lock_ctx(weft_rwmutex *m, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    if (try_write(m)) return 0;
+    return lock_slow(m, WEFT_FOREVER, ctx);
 }
 
 static void unlock_slow(weft_rwmutex *m) {

@@ -34,6 +34,7 @@
 #include "alloc.h"
 #include "backoff.h"
 #include "chan_internal.h"
+#include "weft/ctx.h"
 
 static _Thread_local uint64_t random_state;
 
@@ -175,14 +176,30 @@ static int try_all_at_once(weft_case *cases, size_t n, const unsigned *order, ui
     }
 }
 
-static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool biased) {
+/* Go's `select { case op: default: }`, which Go compiles to a plain
+ * non-blocking operation: one attempt, nothing else. */
+static int try_one(weft_case *only) {
+    if (only->dir != WEFT_SEND && only->dir != WEFT_RECV) return WEFT_EINVAL;
+    if (!only->ch) return WEFT_EAGAIN;
+    if (only->dir == WEFT_SEND && !only->elem && weft_chan_elem_size(only->ch) > 0)
+        return WEFT_EINVAL;
+    int result = weft__chan_try(only->ch, only->dir, only->elem, NULL);
+    if (result == WEFT_EAGAIN) return WEFT_EAGAIN;
+    only->err = result;
+    return 0;
+}
+
+__attribute__((noinline)) static int select_cases(weft_case *cases, size_t n, weft_time deadline,
+                                                  bool biased) {
     if (n > 0 && !cases) return WEFT_EINVAL;
     if (n > (size_t)INT32_MAX) return WEFT_EINVAL;
+    size_t active = 0; /* cases with a channel */
     for (size_t i = 0; i < n; i++) {
         if (cases[i].dir != WEFT_SEND && cases[i].dir != WEFT_RECV) return WEFT_EINVAL;
-        if (cases[i].ch && cases[i].dir == WEFT_SEND && !cases[i].elem &&
-            weft_chan_elem_size(cases[i].ch) > 0)
+        if (!cases[i].ch) continue;
+        if (cases[i].dir == WEFT_SEND && !cases[i].elem && weft_chan_elem_size(cases[i].ch) > 0)
             return WEFT_EINVAL;
+        active++;
     }
 
     /* Per-case scratch: the try order, and channel versions. */
@@ -197,8 +214,8 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
         versions = scratch;
         order = (unsigned *)(versions + n);
     }
-    if (biased) {
-        for (size_t i = 0; i < n; i++) order[i] = (unsigned)i;
+    if (biased || active <= 1) {
+        order = NULL; /* array order */
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t j = random_below((uint32_t)i + 1); /* inside-out Fisher-Yates */
@@ -210,7 +227,9 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
     int chosen;
     bool may_block = deadline > 0 && (deadline == WEFT_FOREVER || weft_now() < deadline);
     if (!may_block) {
-        chosen = try_all_at_once(cases, n, order, versions);
+        /* One case: a failed attempt is itself a moment of "not ready". */
+        chosen = active <= 1 ? try_all(cases, n, order, NULL)
+                             : try_all_at_once(cases, n, order, versions);
         goto out;
     }
     chosen = try_all(cases, n, order, NULL);
@@ -228,14 +247,43 @@ static int select_cases(weft_case *cases, size_t n, weft_time deadline, bool bia
     }
     chosen = weft__select_block(cases, n, order, deadline);
 out:
-    weft__free(scratch);
+    if (scratch) weft__free(scratch);
     return chosen;
 }
 
 int weft_select(weft_case *cases, size_t n, weft_time deadline) {
+    if (n == 1 && cases && deadline <= 0) return try_one(cases);
     return select_cases(cases, n, deadline, false);
 }
 
 int weft_select_biased(weft_case *cases, size_t n, weft_time deadline) {
+    if (n == 1 && cases && deadline <= 0) return try_one(cases);
     return select_cases(cases, n, deadline, true);
+}
+
+/* The context's done channel joins the select as one more receive case,
+ * so a cancel wakes it like any channel would. */
+int weft_select_ctx(weft_case *cases, size_t n, weft_ctx *ctx) {
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    weft_chan *done = weft_ctx_done(ctx);
+    if (!done) return select_cases(cases, n, WEFT_FOREVER, false);
+    if (n > 0 && !cases) return WEFT_EINVAL;
+    if (n >= (size_t)INT32_MAX) return WEFT_EINVAL;
+
+    weft_case stack_cases[WEFT_SELECT_STACK_CASES];
+    weft_case *all = stack_cases;
+    if (n + 1 > WEFT_SELECT_STACK_CASES) {
+        all = weft__malloc((n + 1) * sizeof *all);
+        if (!all) return WEFT_ENOMEM;
+    }
+    if (n > 0) memcpy(all, cases, n * sizeof *all);
+    all[n] = (weft_case)WEFT_RECV_CASE(done, NULL);
+    int chosen = select_cases(all, n + 1, WEFT_FOREVER, false);
+    if (chosen >= 0 && (size_t)chosen < n)
+        cases[chosen].err = all[chosen].err;
+    else if ((size_t)chosen == n)
+        chosen = weft_ctx_err(ctx);
+    if (all != stack_cases) weft__free(all);
+    return chosen;
 }

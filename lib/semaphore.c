@@ -74,15 +74,16 @@ int weft_sem_try_acquire(weft_sem *s, int64_t units) {
     return taken ? 0 : WEFT_EAGAIN;
 }
 
-static int acquire_yielding(weft_sem *s, int64_t units, weft_time deadline) {
+static int acquire_yielding(weft_sem *s, int64_t units, weft_time deadline, weft_ctx *ctx) {
     for (;;) {
         if (weft_sem_try_acquire(s, units) == 0) return 0;
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        int error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         weft__sync_yield();
     }
 }
 
-int weft_sem_acquire_until(weft_sem *s, int64_t units, weft_time deadline) {
+static int acquire(weft_sem *s, int64_t units, weft_time deadline, weft_ctx *ctx) {
     if (units < 0 || units > s->capacity) return WEFT_EINVAL;
     weft__sync_lock(&s->lock);
     if (fits_now(s, units)) {
@@ -97,14 +98,14 @@ int weft_sem_acquire_until(weft_sem *s, int64_t units, weft_time deadline) {
     weft__parker *parker = weft__parker_self();
     if (!parker) {
         weft__sync_unlock(&s->lock);
-        return acquire_yielding(s, units, deadline);
+        return acquire_yielding(s, units, deadline, ctx);
     }
     sem_waiter waiter = {.units = units};
     weft__sync_waiter_arm(&waiter.base, parker);
     weft__sync_queue_push(&s->queue, &waiter.base);
     weft__sync_unlock(&s->lock);
 
-    int error = weft__sync_park(&waiter.base, deadline);
+    int error = weft__sync_park(&waiter.base, deadline, ctx);
     if (error) {
         weft__waiter *granted = NULL;
         weft__sync_lock(&s->lock);
@@ -116,10 +117,15 @@ int weft_sem_acquire_until(weft_sem *s, int64_t units, weft_time deadline) {
     return error; /* 0: a release granted our units */
 }
 
+int weft_sem_acquire_until(weft_sem *s, int64_t units, weft_time deadline) {
+    return acquire(s, units, deadline, NULL);
+}
+
 int weft_sem_acquire(weft_sem *s, int64_t units, weft_ctx *ctx) {
-    /* Contexts arrive in a later issue; until then only NULL (no limit). */
-    if (ctx != NULL) return WEFT_EINVAL;
-    return weft_sem_acquire_until(s, units, WEFT_FOREVER);
+    if (units < 0 || units > s->capacity) return WEFT_EINVAL;
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    return acquire(s, units, WEFT_FOREVER, ctx);
 }
 
 void weft_sem_release(weft_sem *s, int64_t units) {

@@ -24,9 +24,11 @@
 #include <sched.h>
 #include <stdbool.h>
 
+#include "weft/ctx.h"
 #include "weft/sync.h"
 #include "weft/time.h"
 #include "backoff.h"
+#include "chan_internal.h"
 #include "panic.h"
 #include "parker.h"
 #include "waitq.h"
@@ -34,7 +36,7 @@
 /* The token a sync primitive writes into a parker's claim word when it
  * completes a wait. Other wake sources (contexts, later) use a different
  * token, so the owner can tell who woke it. */
-enum { WEFT__SYNC_TOKEN = 0 };
+enum { WEFT__SYNC_TOKEN = 0, WEFT__CTX_TOKEN = 1 };
 
 /* waiter->result written by a sync primitive's claimer. */
 enum {
@@ -63,6 +65,13 @@ static inline void weft__sync_lock_init(pthread_mutex_t *lock) {
 /* Whether deadline has passed: weft_now() >= deadline. */
 static inline bool weft__sync_expired(weft_time deadline) {
     return deadline != WEFT_FOREVER && weft_now() >= deadline;
+}
+
+/* Why a wait must end now: WEFT_ETIMEDOUT when deadline has passed, ctx's
+ * error when it has ended (ctx may be NULL), else 0. */
+static inline int weft__sync_limit(weft_time deadline, weft_ctx *ctx) {
+    if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+    return weft_ctx_err(ctx);
 }
 
 /* sync.h embeds weft__sync_queue, which has weft__waitq's layout but is a
@@ -136,20 +145,32 @@ static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *par
  * waiter->result); otherwise the wait was abandoned and the waiter may
  * still be queued, so the caller must withdraw it under the lock and
  * return the code: WEFT_ETIMEDOUT when deadline passed (then
- * weft_now() >= deadline), or, for a claim by another wake source (a
- * context, later), that source's error. */
-static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline) {
+ * weft_now() >= deadline), or ctx's error when ctx ended.
+ *
+ * The context wakes us as a channel close wakes a select: a second waiter
+ * on the same parker, with its own token, sits on ctx's done channel, and
+ * the close claims the parker with that token. */
+static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline, weft_ctx *ctx) {
     weft__parker *parker = waiter->parker;
-    if (weft__parker_park(parker, deadline) == WEFT_ETIMEDOUT) {
-        if (weft__parker_claim(parker, WEFT__CLAIM_SELF)) return WEFT_ETIMEDOUT;
-        /* Claimed by someone else first: its unpark is on the way. */
-        weft__parker_park(parker, WEFT_FOREVER);
+    weft_chan *done = weft_ctx_done(ctx);
+    weft__waiter done_waiter = {.parker = parker, .token = WEFT__CTX_TOKEN};
+    bool must_park = true;
+    if (done && weft__chan_register(done, WEFT_RECV, &done_waiter)) {
+        /* Already closed: end the wait ourselves unless the primitive
+         * completed it first (then its unpark is on the way). */
+        if (weft__parker_claim(parker, WEFT__CTX_TOKEN)) must_park = false;
+        deadline = WEFT_FOREVER;
     }
+    if (must_park && weft__parker_park(parker, deadline) == WEFT_ETIMEDOUT) {
+        if (!weft__parker_claim(parker, WEFT__CLAIM_SELF))
+            /* Claimed by someone else first: its unpark is on the way. */
+            weft__parker_park(parker, WEFT_FOREVER);
+    }
+    if (done) weft__chan_unregister(done, WEFT_RECV, &done_waiter);
     int claimer = weft__parker_claimed(parker);
     if (claimer == waiter->token) return 0;
-    /* Another wake source claimed the parker. None exists yet; contexts
-     * will claim with their own token and this will return their error. */
-    return WEFT_ECANCELED;
+    if (claimer == WEFT__CTX_TOKEN) return weft_ctx_err(ctx);
+    return WEFT_ETIMEDOUT;
 }
 
 /* Wake the owners of the waiters on a list made by a claimer (linked

@@ -102,10 +102,11 @@ void weft_wg_add(weft_wg *wg, int64_t delta) {
 
 void weft_wg_done(weft_wg *wg) { weft_wg_add(wg, -1); }
 
-static int wait_yielding(weft_wg *wg, weft_time deadline) {
+static int wait_yielding(weft_wg *wg, weft_time deadline, weft_ctx *ctx) {
     for (;;) {
         if (counter_of(atomic_load_explicit(&wg->state, memory_order_acquire)) == 0) return 0;
-        if (weft__sync_expired(deadline)) return WEFT_ETIMEDOUT;
+        int error = weft__sync_limit(deadline, ctx);
+        if (error) return error;
         weft__sync_yield();
     }
 }
@@ -122,9 +123,9 @@ static bool zero_or_mark_queued(weft_wg *wg) {
     }
 }
 
-static int wait_slow(weft_wg *wg, weft_time deadline) {
+static int wait_slow(weft_wg *wg, weft_time deadline, weft_ctx *ctx) {
     weft__parker *parker = weft__parker_self();
-    if (!parker) return wait_yielding(wg, deadline);
+    if (!parker) return wait_yielding(wg, deadline, ctx);
     weft__waiter waiter;
     weft__sync_lock(&wg->lock);
     if (zero_or_mark_queued(wg)) {
@@ -135,7 +136,7 @@ static int wait_slow(weft_wg *wg, weft_time deadline) {
     weft__sync_queue_push(&wg->queue, &waiter);
     weft__sync_unlock(&wg->lock);
 
-    int error = weft__sync_park(&waiter, deadline);
+    int error = weft__sync_park(&waiter, deadline, ctx);
     if (error) {
         weft__sync_lock(&wg->lock);
         weft__sync_queue_remove(&wg->queue, &waiter);
@@ -152,13 +153,20 @@ static inline bool is_zero(weft_wg *wg) {
 
 void weft_wg_wait(weft_wg *wg) {
     if (is_zero(wg)) return;
-    wait_slow(wg, WEFT_FOREVER);
+    wait_slow(wg, WEFT_FOREVER, NULL);
 }
 
 int weft_wg_wait_until(weft_wg *wg, weft_time deadline) {
     if (is_zero(wg)) return 0;
     if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_EAGAIN;
-    return wait_slow(wg, deadline);
+    return wait_slow(wg, deadline, NULL);
+}
+
+int weft_wg_wait_ctx(weft_wg *wg, weft_ctx *ctx) {
+    if (is_zero(wg)) return 0;
+    int error = weft_ctx_err(ctx);
+    if (error) return error;
+    return wait_slow(wg, WEFT_FOREVER, ctx);
 }
 
 /* ---- weft_wg_go -------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* Wait queues: FIFOs of waiters, each protected by its owner's lock (the
  * channel's, the mutex's...): every function here must be called with that
- * lock held. A waiter stays in a queue until the thread that claims it, or
+ * lock held, except weft__waitq_maybe_empty. A waiter stays in a queue until the thread that claims it, or
  * its owner, unlinks it (a claimer always unlinks the waiter it claimed,
  * so the owner need not look for it); the owner unlinks every waiter of a
  * wait under the queues' locks before returning, so no queue ever points
@@ -20,13 +20,25 @@ typedef struct {
 
 static inline bool weft__waitq_empty(const weft__waitq *queue) { return queue->first == NULL; }
 
+/* `first` is stored atomically (relaxed, under the lock) so that a thread
+ * without the lock may ask whether the queue is empty. */
+static inline void weft__waitq_set_first(weft__waitq *queue, weft__waiter *first) {
+    __atomic_store_n(&queue->first, first, __ATOMIC_RELAXED);
+}
+
+/* Without the lock: whether no waiter was queued at the moment of the
+ * (acquire) load. A true answer is a fact about that instant only. */
+static inline bool weft__waitq_maybe_empty(const weft__waitq *queue) {
+    return __atomic_load_n(&queue->first, __ATOMIC_ACQUIRE) == NULL;
+}
+
 static inline void weft__waitq_push(weft__waitq *queue, weft__waiter *waiter) {
     waiter->next = NULL;
     waiter->prev = queue->last;
     if (queue->last)
         queue->last->next = waiter;
     else
-        queue->first = waiter;
+        weft__waitq_set_first(queue, waiter);
     queue->last = waiter;
     waiter->queued = true;
 }
@@ -37,7 +49,7 @@ static inline void weft__waitq_remove(weft__waitq *queue, weft__waiter *waiter) 
     if (waiter->prev)
         waiter->prev->next = waiter->next;
     else
-        queue->first = waiter->next;
+        weft__waitq_set_first(queue, waiter->next);
     if (waiter->next)
         waiter->next->prev = waiter->prev;
     else

@@ -41,6 +41,11 @@ extern "C" {
 
 typedef struct weft_chan weft_chan;
 
+#ifndef WEFT_CTX_TYPEDEF
+#define WEFT_CTX_TYPEDEF
+typedef struct weft_ctx weft_ctx; /* weft/ctx.h */
+#endif
+
 /* A new channel holding one reference. cap 0: unbuffered.
  * Returns NULL with errno EINVAL when elem_size * cap overflows, ENOMEM
  * when memory runs out. */
@@ -72,6 +77,16 @@ int weft_chan_try_recv(weft_chan *c, void *elem);
  * A deadline that passes while blocked gives WEFT_ETIMEDOUT, never early. */
 int weft_chan_send_until(weft_chan *c, const void *elem, weft_time deadline);
 int weft_chan_recv_until(weft_chan *c, void *elem, weft_time deadline);
+
+/* As send/recv, blocking until ctx ends at the latest (NULL: never).
+ * A context that has already ended gives its error at once, without
+ * trying the operation; one that ends while blocked gives its error
+ * (WEFT_ECANCELED, or WEFT_ETIMEDOUT for a deadline) and the operation
+ * did not happen: a cancelled send is never delivered later. Costs one
+ * load of the context's error word more than send/recv when they need
+ * not block. */
+int weft_chan_send_ctx(weft_chan *c, const void *elem, weft_ctx *ctx);
+int weft_chan_recv_ctx(weft_chan *c, void *elem, weft_ctx *ctx);
 
 /* Close the channel and wake every thread blocked on it.
  * Returns 0, WEFT_ECLOSED if it was already closed, WEFT_EINVAL for NULL. */
@@ -119,6 +134,12 @@ size_t weft_chan_elem_size(const weft_chan *c);
     }                                                                                       \
     WEFT__CHAN_FN int name##_recv_until(name c, T *v, weft_time deadline) {                 \
         return weft_chan_recv_until(c.ch, v, deadline);                                     \
+    }                                                                                       \
+    WEFT__CHAN_FN int name##_send_ctx(name c, T v, weft_ctx *ctx) {                         \
+        return weft_chan_send_ctx(c.ch, &v, ctx);                                           \
+    }                                                                                       \
+    WEFT__CHAN_FN int name##_recv_ctx(name c, T *v, weft_ctx *ctx) {                        \
+        return weft_chan_recv_ctx(c.ch, v, ctx);                                            \
     }                                                                                       \
     WEFT__CHAN_FN int name##_close(name c) { return weft_chan_close(c.ch); }                \
     WEFT__CHAN_FN size_t name##_len(name c) { return weft_chan_len(c.ch); }                 \

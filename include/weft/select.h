@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 struct weft_chan;
+struct weft_ctx;
 
 enum { WEFT_SEND = 1, WEFT_RECV = 2 };
 
@@ -58,6 +59,13 @@ int weft_select(weft_case *cases, size_t n, weft_time deadline);
  * ready case wins (priority select). When blocked, the first case a
  * partner completes wins, whatever its position. */
 int weft_select_biased(weft_case *cases, size_t n, weft_time deadline);
+
+/* As weft_select with no deadline, but ends when ctx does (NULL: never):
+ * returns ctx's error (WEFT_ECANCELED or WEFT_ETIMEDOUT) if it has ended
+ * before the call or while blocked, and then no case proceeded. n == 0
+ * waits for ctx to end. Cost: as weft_select with one more case (ctx's
+ * done channel). */
+int weft_select_ctx(weft_case *cases, size_t n, struct weft_ctx *ctx);
 
 #ifdef __cplusplus
 }

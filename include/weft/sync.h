@@ -40,9 +40,8 @@
 extern "C" {
 #endif
 
-/* Contexts arrive with weft/ctx.h; the sync calls that take one accept
- * only NULL until then. ctx.h declares the same typedef under the same
- * guard (C11 also allows the identical typedef twice). */
+/* The _ctx forms take a context of weft/ctx.h; ctx.h declares the same
+ * typedef under the same guard. */
 #ifndef WEFT_CTX_TYPEDEF
 #define WEFT_CTX_TYPEDEF
 typedef struct weft_ctx weft_ctx;
@@ -94,6 +93,11 @@ void weft_wg_wait(weft_wg *wg);
  * WEFT_ETIMEDOUT when deadline passed while waiting. */
 int weft_wg_wait_until(weft_wg *wg, weft_time deadline);
 
+/* As weft_wg_wait, but give up when ctx ends (NULL: never). Returns 0 once
+ * the counter is zero, else ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT),
+ * at once if ctx has already ended. */
+int weft_wg_wait_ctx(weft_wg *wg, weft_ctx *ctx);
+
 /* Go 1.25's wg.Go: add(1), then run fn(arg) on a goroutine (weft_go) that
  * calls done when fn returns. Returns 0; WEFT_EINVAL when fn is NULL;
  * WEFT_ENOMEM when the task record (one small allocation per call, freed
@@ -134,6 +138,11 @@ int weft_mutex_trylock(weft_mutex *m);
  * WEFT_EAGAIN when m is held and deadline is at or before now,
  * WEFT_ETIMEDOUT when deadline passed while waiting. */
 int weft_mutex_lock_until(weft_mutex *m, weft_time deadline);
+
+/* Lock m, giving up when ctx ends (NULL: never). Returns 0 when locked,
+ * else ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT) and m is not locked by
+ * this call; a ctx that has already ended fails at once. */
+int weft_mutex_lock_ctx(weft_mutex *m, weft_ctx *ctx);
 
 /* Unlock m, waking a waiter if there is one. Never blocks. Unlocking an
  * unlocked mutex aborts with "weft: unlock of unlocked mutex". */
@@ -176,6 +185,10 @@ int weft_rwmutex_tryrlock(weft_rwmutex *m);
  * WEFT_ETIMEDOUT when deadline passed while waiting. */
 int weft_rwmutex_rlock_until(weft_rwmutex *m, weft_time deadline);
 
+/* As rlock, giving up when ctx ends: returns 0 or ctx's error, as
+ * weft_mutex_lock_ctx. */
+int weft_rwmutex_rlock_ctx(weft_rwmutex *m, weft_ctx *ctx);
+
 /* Drop one read lock; the last reader out admits a waiting writer. Never
  * blocks. With no read lock held, aborts with
  * "weft: runlock of unlocked rwmutex". */
@@ -192,6 +205,10 @@ int weft_rwmutex_trylock(weft_rwmutex *m);
  * WEFT_EAGAIN when it would block and deadline is at or before now,
  * WEFT_ETIMEDOUT when deadline passed while waiting. */
 int weft_rwmutex_lock_until(weft_rwmutex *m, weft_time deadline);
+
+/* As lock, giving up when ctx ends: returns 0 or ctx's error, as
+ * weft_mutex_lock_ctx. */
+int weft_rwmutex_lock_ctx(weft_rwmutex *m, weft_ctx *ctx);
 
 /* Drop the write lock, admitting the queued readers, or else the next
  * writer. Never blocks. When m is not write-locked, aborts with
@@ -242,9 +259,10 @@ int weft_sem_init(weft_sem *s, int64_t capacity);
 void weft_sem_destroy(weft_sem *s);
 
 /* Acquire n units, blocking until they are free and every earlier request
- * is served. ctx must be NULL for now (no limit); contexts arrive later.
- * Returns 0, or WEFT_EINVAL for n < 0, n > capacity (it could never
- * succeed; Go would block forever) or a non-NULL ctx. */
+ * is served, or until ctx ends (NULL: no limit). Returns 0; ctx's error
+ * (WEFT_ECANCELED, WEFT_ETIMEDOUT), with nothing acquired, when ctx ends
+ * first or had ended before the call; WEFT_EINVAL for n < 0 or
+ * n > capacity (it could never succeed; Go would block forever). */
 int weft_sem_acquire(weft_sem *s, int64_t n, weft_ctx *ctx);
 
 /* As weft_sem_acquire, blocking at most until deadline. Returns 0,

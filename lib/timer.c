@@ -1,0 +1,278 @@
+/* The timer thread and its heap of pending timers (see lib/timer.h).
+ *
+ * The pieces
+ *   One weft-internal thread ("weft/timer"), started by the first
+ *   weft__timer_start and never stopped, and a binary min-heap of
+ *   weft__timer pointers ordered by `when`, in an array that doubles when
+ *   it fills. Each pending timer records its slot (index + 1) so that stop
+ *   removes it from the middle of the heap in O(log n) without a search; a
+ *   pending timer costs one pointer in the array and nothing else. The
+ *   array never shrinks: it stays at its high-water mark, so that stop
+ *   never allocates and cannot fail. Timers with equal `when` fire in any
+ *   order.
+ *
+ * What the lock protects
+ *   `lock` guards the heap (array, count, capacity), the `when` and
+ *   `index` of every pending timer, `running`, `stoppers`, `sleeping_until`
+ *   and the thread's start-up state. A timer's `fire` is written by its
+ *   owner before it is first started and only read afterwards.
+ *
+ * Waking the thread
+ *   The thread sleeps on `wake` (a CLOCK_MONOTONIC condition variable)
+ *   until the earliest `when`, or without limit when the heap is empty,
+ *   and records what it sleeps for in `sleeping_until`. A start signals
+ *   `wake` only when its timer lands at the top of the heap earlier than
+ *   that: the one case where the thread would sleep too long. Stopping the
+ *   earliest timer does not signal; the thread wakes at the old time,
+ *   finds nothing due and sleeps again. The thread looks at the heap under
+ *   the lock before every wait, so no start can slip in unseen.
+ *
+ * Why fire runs unlocked
+ *   The thread takes a due timer out of the heap, records it in `running`
+ *   and calls fire with the lock released: fire sends on channels, cancels
+ *   contexts and starts and stops timers (its own included), all of which
+ *   would deadlock or serialise everything behind it if the lock were
+ *   held. A due timer fires only when weft_now() >= when: never early.
+ *
+ * The stop handshake
+ *   After weft__timer_stop returns, the owner may free the timer, so stop
+ *   must also wait out a fire call that is running on the timer thread.
+ *   A stopper that finds its timer not pending but equal to `running`
+ *   counts itself in `stoppers` and waits on `fire_done`; the thread,
+ *   when fire returns, clears `running`, broadcasts `fire_done`, and then
+ *   waits (on `wake`) until `stoppers` is back to 0 before it looks at the
+ *   heap again. So every waiting stopper gets the lock before the timer
+ *   can fire a second time, and removes it if its fire restarted it (that
+ *   restarted instance never fires, and stop returns true for it: what it
+ *   cancelled was pending). A stop called from inside the timer's own
+ *   fire (recognised by the thread-local on_timer_thread and running ==
+ *   timer) must not wait for itself: it only removes a pending restart.
+ *   The flip side: a fire must not wait for anything that a thread
+ *   stopping its timer holds while it stops it, or the two wait forever.
+ *
+ * A fire that restarts its own timer never fails
+ *   While a fire runs and its timer is not pending, other starts keep one
+ *   free slot in the array for it (they grow it one timer earlier), so a
+ *   ticker's self-restart never meets WEFT_ENOMEM.
+ *
+ * Not fork-safe: a child of fork inherits the heap and the flag that says
+ * the thread runs, but not the thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "panic.h"
+#include "time_internal.h"
+#include "timer.h"
+#include "weft/error.h"
+
+enum { FIRST_CAPACITY = 64 };
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake;                                 /* the thread waits here; monotonic */
+static pthread_cond_t fire_done = PTHREAD_COND_INITIALIZER; /* stoppers wait here */
+
+static weft__timer **heap; /* heap[0] is the earliest; under lock */
+static size_t count;       /* pending timers; under lock */
+static size_t capacity;    /* slots in heap; under lock */
+
+static bool wake_ready;                         /* wake initialised; under lock */
+static bool thread_started;                     /* the timer thread exists; under lock */
+static weft_time sleeping_until = WEFT_FOREVER; /* what the thread sleeps for; under lock */
+static weft__timer *running; /* timer whose fire is being called, or NULL; under lock */
+static long stoppers;        /* threads waiting for running's fire to return; under lock */
+
+static _Thread_local bool on_timer_thread; /* set once, by the timer thread itself */
+
+/* ---- The heap ---- */
+
+static void place(size_t slot, weft__timer *timer) {
+    heap[slot] = timer;
+    timer->index = slot + 1;
+}
+
+static void sift_up(size_t slot) {
+    weft__timer *timer = heap[slot];
+    while (slot > 0) {
+        size_t parent = (slot - 1) / 2;
+        if (heap[parent]->when <= timer->when) break;
+        place(slot, heap[parent]);
+        slot = parent;
+    }
+    place(slot, timer);
+}
+
+static void sift_down(size_t slot) {
+    weft__timer *timer = heap[slot];
+    for (;;) {
+        size_t child = 2 * slot + 1;
+        if (child >= count) break;
+        if (child + 1 < count && heap[child + 1]->when < heap[child]->when) child++;
+        if (timer->when <= heap[child]->when) break;
+        place(slot, heap[child]);
+        slot = child;
+    }
+    place(slot, timer);
+}
+
+/* Take a pending timer out of the heap. */
+static void heap_remove(weft__timer *timer) {
+    size_t slot = timer->index - 1;
+    timer->index = 0;
+    count--;
+    if (slot == count) return;
+    place(slot, heap[count]);
+    if (slot > 0 && heap[(slot - 1) / 2]->when > heap[slot]->when)
+        sift_up(slot);
+    else
+        sift_down(slot);
+}
+
+/* Make room for `needed` timers. 0 or WEFT_ENOMEM. */
+static int heap_reserve(size_t needed) {
+    if (needed <= capacity) return 0;
+    size_t grown = capacity ? capacity : FIRST_CAPACITY;
+    while (grown < needed) {
+        if (grown > SIZE_MAX / 2 / sizeof *heap) return WEFT_ENOMEM;
+        grown *= 2;
+    }
+    weft__timer **array = weft__malloc(grown * sizeof *array);
+    if (!array) return WEFT_ENOMEM;
+    if (count > 0) memcpy(array, heap, count * sizeof *array);
+    weft__free(heap);
+    heap = array;
+    capacity = grown;
+    return 0;
+}
+
+/* ---- The thread ---- */
+
+static void wait_for_wake(weft_time until) {
+    sleeping_until = until;
+    int error;
+    if (until == WEFT_FOREVER) {
+        error = pthread_cond_wait(&wake, &lock);
+    } else {
+        struct timespec deadline = weft__timespec(until);
+        error = pthread_cond_timedwait(&wake, &lock, &deadline);
+    }
+    if (error != 0 && error != ETIMEDOUT) weft__panic_errno("pthread_cond_timedwait", error);
+    sleeping_until = WEFT_FOREVER;
+}
+
+static void *timer_main(void *unused) {
+    (void)unused;
+    on_timer_thread = true;
+    pthread_setname_np(pthread_self(), "weft/timer");
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        if (stoppers > 0) { /* let them see the fire that just returned */
+            wait_for_wake(WEFT_FOREVER);
+            continue;
+        }
+        if (count == 0) {
+            wait_for_wake(WEFT_FOREVER);
+            continue;
+        }
+        weft__timer *first = heap[0];
+        if (first->when > weft_now()) {
+            wait_for_wake(first->when);
+            continue;
+        }
+        heap_remove(first);
+        running = first;
+        pthread_mutex_unlock(&lock);
+        first->fire(first);
+        pthread_mutex_lock(&lock);
+        running = NULL;
+        if (stoppers > 0) pthread_cond_broadcast(&fire_done);
+    }
+    return NULL;
+}
+
+/* Called under the lock. Start the thread (once it works): 0, or
+ * WEFT_EAGAIN to be retried by a later start. */
+static int start_thread(void) {
+    if (!wake_ready) {
+        pthread_condattr_t attributes;
+        if (pthread_condattr_init(&attributes) != 0) return WEFT_EAGAIN;
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+        int error = pthread_cond_init(&wake, &attributes);
+        pthread_condattr_destroy(&attributes);
+        if (error != 0) return WEFT_EAGAIN;
+        wake_ready = true;
+    }
+    /* The thread inherits the creator's signal mask: block everything in
+     * it, so that no process signal is ever delivered to the timer thread. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pthread_t thread;
+    int error = pthread_create(&thread, NULL, timer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (error != 0) return WEFT_EAGAIN;
+    pthread_detach(thread);
+    thread_started = true;
+    return 0;
+}
+
+/* ---- The API ---- */
+
+int weft__timer_start(weft__timer *timer, weft_time when) {
+    pthread_mutex_lock(&lock);
+    if (timer->index != 0) weft__panic("weft__timer_start: timer already pending");
+    int error = thread_started ? 0 : start_thread();
+    if (error == 0) {
+        /* Keep a slot for the running fire's own timer (see the top). */
+        size_t needed = count + 1;
+        if (running && running != timer && running->index == 0) needed++;
+        error = heap_reserve(needed);
+    }
+    if (error != 0) {
+        pthread_mutex_unlock(&lock);
+        return error;
+    }
+    timer->when = when;
+    place(count, timer);
+    count++;
+    sift_up(count - 1);
+    if (timer->index == 1 && when < sleeping_until) pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+bool weft__timer_stop(weft__timer *timer) {
+    pthread_mutex_lock(&lock);
+    bool waited = false;
+    if (timer->index == 0 && running == timer && !on_timer_thread) {
+        stoppers++;
+        while (running == timer) pthread_cond_wait(&fire_done, &lock);
+        stoppers--;
+        waited = true;
+    }
+    bool was_pending = timer->index != 0;
+    if (was_pending) heap_remove(timer);
+    if (waited && stoppers == 0) pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&lock);
+    return was_pending;
+}
+
+bool weft__timer_cancel(weft__timer *timer) {
+    pthread_mutex_lock(&lock);
+    bool was_pending = timer->index != 0;
+    if (was_pending) heap_remove(timer);
+    pthread_mutex_unlock(&lock);
+    return was_pending;
+}
+
+size_t weft__timer_pending(void) {
+    pthread_mutex_lock(&lock);
+    size_t pending = count;
+    pthread_mutex_unlock(&lock);
+    return pending;
+}
