@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctx_cases.h"
 #include "peers.h"
 #include "workloads.h"
 
@@ -18,19 +19,31 @@ void options_usage(FILE *out) {
     fprintf(
         out,
         "usage: weft-bench [options]\n"
-        "Channel throughput of weft against a mutex+condvar queue, measured in the same run.\n"
+        "Channel throughput of weft against a mutex+condvar queue, measured in the same run,\n"
+        "and what weft's contexts cost.\n"
         "\n"
-        "  -w, --workload LIST  comma-separated workloads, or 'all' (default); see --list\n"
+        "  -w, --workload LIST  comma-separated workloads and context cases, or the groups\n"
+        "                       'chan' (every channel workload), 'ctx' (every context case)\n"
+        "                       and 'all' (both; the default); see --list. The context cases\n"
+        "                       run weft alone on one thread, in sizes of their own: --cap,\n"
+        "                       --messages and --threads do not apply to them\n"
         "  -c, --cap LIST       channel capacities: numbers and N (= messages, never fills);\n"
-        "                       default 0,1,N\n"
+        "                       default 0,1,N; Go's select benchmarks run only where the\n"
+        "                       list has 1 (they use Go's capacities)\n"
         "  -m, --messages N     messages per case (k and M suffixes allowed); default %ld,\n"
         "                       and %ld at capacity 0 and 1, where the condvar baseline\n"
-        "                       sleeps and wakes on every message\n"
-        "  -t, --threads T      producer (and consumer) threads; default %d\n"
+        "                       sleeps and wakes on every message (not for Go's select\n"
+        "                       benchmarks, select_uncontended and select_nonblock)\n"
+        "  -t, --threads T      producer (and consumer) threads, or the threads of Go's\n"
+        "                       select benchmarks (Go runs GOMAXPROCS: -t $(nproc) to\n"
+        "                       match); default %d\n"
         "  -r, --repeat R       runs per case and peer, interleaved; reports median, min,\n"
         "                       max; default %d\n"
-        "  -p, --peers LIST     peers to run: condvar,weft (default both); ratios need condvar\n"
-        "  -f, --format F       table (default), csv or json, on stdout\n"
+        "  -p, --peers LIST     peers to run: condvar,weft (default both); ratios need condvar;\n"
+        "                       the context cases need weft\n"
+        "  -f, --format F       table (default), csv or json, on stdout; the context cases\n"
+        "                       print as a section of their own (a second CSV block, after\n"
+        "                       a blank line; \"context_results\" in JSON)\n"
         "      --timeout S      abort (exit 3) when one run takes longer than S seconds;\n"
         "                       0: never; default %d\n"
         "  -q, --quiet          no progress lines on stderr\n"
@@ -94,13 +107,21 @@ static bool item_is(const char *item, size_t length, const char *word) {
 }
 
 static int accept_workload(bench_options *options, const char *item, size_t length) {
-    if (item_is(item, length, "all")) {
+    bool all = item_is(item, length, "all");
+    if (all || item_is(item, length, "chan"))
         for (size_t i = 0; i < workload_count; i++) options->workload_selected[i] = true;
-        return 0;
-    }
+    if (all || item_is(item, length, "ctx"))
+        for (size_t i = 0; i < ctx_case_count; i++) options->ctx_case_selected[i] = true;
+    if (all || item_is(item, length, "chan") || item_is(item, length, "ctx")) return 0;
     for (size_t i = 0; i < workload_count; i++) {
         if (item_is(item, length, workloads[i].name)) {
             options->workload_selected[i] = true;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < ctx_case_count; i++) {
+        if (item_is(item, length, ctx_cases[i].name)) {
+            options->ctx_case_selected[i] = true;
             return 0;
         }
     }
@@ -194,6 +215,7 @@ static int apply(bench_options *options, const option_spec *spec, const char *va
     switch (spec->id) {
     case OPTION_WORKLOAD:
         memset(options->workload_selected, 0, sizeof options->workload_selected);
+        memset(options->ctx_case_selected, 0, sizeof options->ctx_case_selected);
         return for_each_item(options, value, accept_workload);
     case OPTION_CAP:
         options->capacity_count = 0;
@@ -246,6 +268,7 @@ int options_parse(bench_options *options, int argc, char **argv) {
                                .capacities = {0, 1, CAPACITY_MESSAGES},
                                .capacity_count = 3};
     for (size_t i = 0; i < workload_count; i++) options->workload_selected[i] = true;
+    for (size_t i = 0; i < ctx_case_count; i++) options->ctx_case_selected[i] = true;
     for (size_t i = 0; i < peer_count; i++) options->peer_selected[i] = true;
 
     for (int index = 1; index < argc; index++) {
@@ -265,8 +288,10 @@ int options_parse(bench_options *options, int argc, char **argv) {
     return 0;
 }
 
-long options_messages_for(const bench_options *options, long capacity) {
+long options_messages_for(const bench_options *options, const bench_workload *workload,
+                          long capacity) {
     if (options->messages > 0) return options->messages;
+    if (workload->fixed_capacity != ANY_CAPACITY) return DEFAULT_MESSAGES;
     if (capacity == 0 || capacity == 1) return DEFAULT_SMALL_CAPACITY_MESSAGES;
     return DEFAULT_MESSAGES;
 }

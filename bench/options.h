@@ -13,6 +13,7 @@
 
 #define MAX_CAPACITIES 32
 #define MAX_WORKLOADS 32
+#define MAX_CTX_CASES 8
 #define MAX_PEERS 8
 
 #define DEFAULT_MESSAGES 1000000L
@@ -26,6 +27,7 @@
 
 typedef struct bench_options {
     bool workload_selected[MAX_WORKLOADS]; /* indexed like workloads[] */
+    bool ctx_case_selected[MAX_CTX_CASES]; /* indexed like ctx_cases[] */
     bool peer_selected[MAX_PEERS];         /* indexed like peers[] */
     long capacities[MAX_CAPACITIES];       /* >= 0, or CAPACITY_MESSAGES */
     size_t capacity_count;
@@ -46,8 +48,13 @@ int options_parse(bench_options *options, int argc, char **argv);
 /* The usage text (--help). */
 void options_usage(FILE *out);
 
-/* The messages of a case at this capacity entry (CAPACITY_MESSAGES
- * allowed): --messages if given, else the defaults above. */
-long options_messages_for(const bench_options *options, long capacity);
+struct bench_workload;
+
+/* The messages of a case of workload at this capacity entry
+ * (CAPACITY_MESSAGES allowed): --messages if given, else the defaults
+ * above; DEFAULT_MESSAGES for a workload of fixed capacity (Go's select
+ * benchmarks: weft only, tens of ns per message). */
+long options_messages_for(const bench_options *options, const struct bench_workload *workload,
+                          long capacity);
 
 #endif

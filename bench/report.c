@@ -7,6 +7,7 @@
  * same case (above 1: faster than the baseline). */
 #include "report.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,8 @@ struct bench_report {
     report_context context;
     case_result *cases;
     size_t case_count, case_capacity;
+    measures_result *measure_cases; /* the context group */
+    size_t measure_case_count, measure_case_capacity;
 };
 
 static void *allocate(size_t count, size_t size) {
@@ -62,6 +65,27 @@ case_result *report_add_case(bench_report *report, const char *workload, size_t 
     return added;
 }
 
+measures_result *report_add_measures(bench_report *report, const char *name, size_t count,
+                                     const measure_spec *specs, int repeat) {
+    if (report->measure_case_count == report->measure_case_capacity) {
+        size_t grown = report->measure_case_capacity ? 2 * report->measure_case_capacity : 8;
+        measures_result *cases = realloc(report->measure_cases, grown * sizeof *cases);
+        if (cases == NULL) {
+            fputs("weft-bench: out of memory\n", stderr);
+            exit(2);
+        }
+        report->measure_cases = cases;
+        report->measure_case_capacity = grown;
+    }
+    measures_result *added = &report->measure_cases[report->measure_case_count++];
+    *added = (measures_result){name, count, allocate(count, sizeof(measure_result))};
+    for (size_t i = 0; i < count; i++) {
+        added->measures[i].spec = &specs[i];
+        added->measures[i].values = allocate((size_t)repeat, sizeof(double));
+    }
+    return added;
+}
+
 void report_free(bench_report *report) {
     if (report == NULL) return;
     for (size_t c = 0; c < report->case_count; c++) {
@@ -72,6 +96,12 @@ void report_free(bench_report *report) {
         free(report->cases[c].peers);
     }
     free(report->cases);
+    for (size_t c = 0; c < report->measure_case_count; c++) {
+        for (size_t m = 0; m < report->measure_cases[c].count; m++)
+            free(report->measure_cases[c].measures[m].values);
+        free(report->measure_cases[c].measures);
+    }
+    free(report->measure_cases);
     free(report);
 }
 
@@ -103,6 +133,23 @@ void report_summarize(const peer_result *result, long messages, run_summary *sum
     summary->median_rate = (double)messages / summary->median_seconds;
     summary->min_rate = (double)messages / maximum;
     summary->max_rate = (double)messages / minimum;
+}
+
+void report_summarize_measure(const measure_result *result, measure_summary *summary) {
+    double values[result->runs > 0 ? result->runs : 1];
+    int count = 0;
+    for (int i = 0; i < result->runs; i++)
+        if (!isnan(result->values[i])) values[count++] = result->values[i];
+    if (count == 0) {
+        *summary = (measure_summary){NAN, NAN, NAN};
+        return;
+    }
+    summary->median = median(values, count);
+    summary->min = summary->max = values[0];
+    for (int i = 1; i < count; i++) {
+        if (values[i] < summary->min) summary->min = values[i];
+        if (values[i] > summary->max) summary->max = values[i];
+    }
 }
 
 /* The baseline of a case, or NULL when it did not run there. */
@@ -159,7 +206,7 @@ static void capacity_text(const case_result *result, char *buffer, size_t size) 
         snprintf(buffer, size, "%zu", result->capacity);
 }
 
-static void print_table(const bench_report *report, FILE *out) {
+static void print_channel_table(const bench_report *report, FILE *out) {
     const report_context *context = &report->context;
     fprintf(out,
             "weft-bench: %d threads (T), %d repetitions per case (median, min-max), %ld CPUs, "
@@ -173,7 +220,7 @@ static void print_table(const bench_report *report, FILE *out) {
             context->messages_note, context->baseline);
     char ratio_title[64];
     snprintf(ratio_title, sizeof ratio_title, "vs %s", context->baseline);
-    fprintf(out, "%-12s %-4s %8s  %-8s %8s  %-13s %8s %8s  %s\n", "workload", "cap", "messages",
+    fprintf(out, "%-18s %-4s %8s  %-8s %8s  %-13s %8s %8s  %s\n", "workload", "cap", "messages",
             "peer", "M msg/s", "(min-max)", "ns/msg", "CPU s/M", ratio_title);
     const char *last_workload = NULL;
     for (size_t c = 0; c < report->case_count; c++) {
@@ -197,7 +244,7 @@ static void print_table(const bench_report *report, FILE *out) {
                 snprintf(ratio, sizeof ratio, "%sx", significant(line.ratio, low, sizeof low));
             else
                 snprintf(ratio, sizeof ratio, "%s", line.peer->is_baseline ? "" : "-");
-            fprintf(out, "%-12s %-4s %8ld  %-8s %8s  %-13s %8s %8s", result->workload, capacity,
+            fprintf(out, "%-18s %-4s %8ld  %-8s %8s  %-13s %8s %8s", result->workload, capacity,
                     result->messages, line.peer->peer, rate, spread, ns, cpu);
             if (ratio[0] != '\0') fprintf(out, "  %s", ratio);
             fputc('\n', out);
@@ -205,9 +252,75 @@ static void print_table(const bench_report *report, FILE *out) {
     }
 }
 
+/* As significant, for values of either sign; "n/a" for NAN. */
+static const char *figure(double value, char *buffer, size_t size) {
+    if (isnan(value)) {
+        snprintf(buffer, size, "n/a");
+        return buffer;
+    }
+    double magnitude = fabs(value);
+    const char *format = magnitude >= 100  ? "%.0f"
+                         : magnitude >= 10 ? "%.1f"
+                         : magnitude >= 1  ? "%.2f"
+                                           : "%.3f";
+    snprintf(buffer, size, format, value);
+    return buffer;
+}
+
+/* The context group: one row per measure, "-" where the channel table
+ * has its ratio (the baseline has no contexts), and, for a measure with
+ * a limit, whether the median stays below it. */
+static void print_measure_table(const bench_report *report, FILE *out) {
+    const report_context *context = &report->context;
+    fprintf(out,
+            "weft-bench contexts (-w ctx): weft only, one thread; %d repetitions per case "
+            "(median, min-max), %ld CPUs, load average %.2f at start\n"
+            "Each repetition interleaves what it compares block by block and takes the median "
+            "block;\na difference (a - b) is the median of the paired blocks' differences.\n"
+            "vs %s: -, the baseline has no contexts.\n\n",
+            context->repeat, context->cpus, context->load_average, context->baseline);
+    int measure_width = (int)strlen("measure");
+    for (size_t c = 0; c < report->measure_case_count; c++)
+        for (size_t m = 0; m < report->measure_cases[c].count; m++) {
+            int width = (int)strlen(report->measure_cases[c].measures[m].spec->name);
+            if (width > measure_width) measure_width = width;
+        }
+    char ratio_title[64];
+    snprintf(ratio_title, sizeof ratio_title, "vs %s", context->baseline);
+    fprintf(out, "%-18s %-*s %8s  %-19s %-8s %s\n", "case", measure_width, "measure", "median",
+            "(min-max)", "unit", ratio_title);
+    for (size_t c = 0; c < report->measure_case_count; c++) {
+        const measures_result *result = &report->measure_cases[c];
+        if (c > 0) fputc('\n', out);
+        for (size_t m = 0; m < result->count; m++) {
+            const measure_result *measure = &result->measures[m];
+            if (measure->runs == 0) continue;
+            measure_summary summary;
+            report_summarize_measure(measure, &summary);
+            char median_text[24], low[24], high[24], spread[56];
+            figure(summary.median, median_text, sizeof median_text);
+            snprintf(spread, sizeof spread, "(%s-%s)", figure(summary.min, low, sizeof low),
+                     figure(summary.max, high, sizeof high));
+            fprintf(out, "%-18s %-*s %8s  %-19s %-8s -", result->name, measure_width,
+                    measure->spec->name, median_text, spread, measure->spec->unit);
+            if (measure->spec->limit > 0 && !isnan(summary.median))
+                fprintf(out, "  limit %s: %s", figure(measure->spec->limit, low, sizeof low),
+                        summary.median < measure->spec->limit ? "met" : "EXCEEDED");
+            fputc('\n', out);
+        }
+    }
+}
+
+static void print_table(const bench_report *report, FILE *out) {
+    if (report->case_count > 0) print_channel_table(report, out);
+    if (report->measure_case_count == 0) return;
+    if (report->case_count > 0) fputc('\n', out);
+    print_measure_table(report, out);
+}
+
 /* ---- CSV ---------------------------------------------------------------- */
 
-static void print_csv(const bench_report *report, FILE *out) {
+static void print_channel_csv(const bench_report *report, FILE *out) {
     fprintf(out,
             "workload,capacity,capacity_is_messages,messages,threads,peer,runs,"
             "median_seconds,min_seconds,max_seconds,median_mmsgs_per_second,"
@@ -232,12 +345,95 @@ static void print_csv(const bench_report *report, FILE *out) {
     }
 }
 
+/* A number, or nothing for NAN. */
+static void print_csv_number(FILE *out, double value) {
+    if (!isnan(value)) fprintf(out, "%.4f", value);
+}
+
+/* Measure names may hold commas: they are quoted (they hold no quotes). */
+static void print_measure_csv(const bench_report *report, FILE *out) {
+    fprintf(out, "case,measure,unit,runs,median,min,max,limit,ratio_to_%s\n",
+            report->context.baseline);
+    for (size_t c = 0; c < report->measure_case_count; c++) {
+        const measures_result *result = &report->measure_cases[c];
+        for (size_t m = 0; m < result->count; m++) {
+            const measure_result *measure = &result->measures[m];
+            if (measure->runs == 0) continue;
+            measure_summary summary;
+            report_summarize_measure(measure, &summary);
+            fprintf(out, "%s,\"%s\",%s,%d,", result->name, measure->spec->name, measure->spec->unit,
+                    measure->runs);
+            print_csv_number(out, summary.median);
+            fputc(',', out);
+            print_csv_number(out, summary.min);
+            fputc(',', out);
+            print_csv_number(out, summary.max);
+            fputc(',', out);
+            if (measure->spec->limit > 0) print_csv_number(out, measure->spec->limit);
+            fputs(",\n", out); /* no ratio: the baseline has no contexts */
+        }
+    }
+}
+
+/* The channel block, then, after a blank line, the context block with its
+ * own header; either alone when only it ran. */
+static void print_csv(const bench_report *report, FILE *out) {
+    if (report->case_count > 0) print_channel_csv(report, out);
+    if (report->measure_case_count == 0) return;
+    if (report->case_count > 0) fputc('\n', out);
+    print_measure_csv(report, out);
+}
+
 /* ---- JSON --------------------------------------------------------------- */
 
 static void print_json_array(FILE *out, const double *values, int count) {
     fputc('[', out);
     for (int i = 0; i < count; i++) fprintf(out, "%s%.6f", i ? ", " : "", values[i]);
     fputc(']', out);
+}
+
+/* A number, or null for NAN (JSON has no NaN). */
+static void print_json_number(FILE *out, double value) {
+    if (isnan(value))
+        fputs("null", out);
+    else
+        fprintf(out, "%.4f", value);
+}
+
+static void print_json_measures(const bench_report *report, FILE *out) {
+    fputs(",\n  \"context_results\": [", out);
+    bool first = true;
+    for (size_t c = 0; c < report->measure_case_count; c++) {
+        const measures_result *result = &report->measure_cases[c];
+        for (size_t m = 0; m < result->count; m++) {
+            const measure_result *measure = &result->measures[m];
+            if (measure->runs == 0) continue;
+            measure_summary summary;
+            report_summarize_measure(measure, &summary);
+            fprintf(out,
+                    "%s\n    {\"case\": \"%s\", \"measure\": \"%s\", \"unit\": \"%s\",\n"
+                    "     \"values\": [",
+                    first ? "" : ",", result->name, measure->spec->name, measure->spec->unit);
+            for (int i = 0; i < measure->runs; i++) {
+                if (i > 0) fputs(", ", out);
+                print_json_number(out, measure->values[i]);
+            }
+            fputs("], \"median\": ", out);
+            print_json_number(out, summary.median);
+            fputs(", \"min\": ", out);
+            print_json_number(out, summary.min);
+            fputs(", \"max\": ", out);
+            print_json_number(out, summary.max);
+            fputs(", \"limit\": ", out);
+            if (measure->spec->limit > 0)
+                print_json_number(out, measure->spec->limit);
+            else
+                fputs("null", out);
+            fputs(", \"ratio_to_baseline\": null}", out);
+            first = false;
+        }
+    }
+    fputs("\n  ]", out);
 }
 
 /* Names and notes are ours (no quotes or control characters), so they go
@@ -281,7 +477,9 @@ static void print_json(const bench_report *report, FILE *out) {
             first = false;
         }
     }
-    fputs("\n  ]\n}\n", out);
+    fputs("\n  ]", out);
+    print_json_measures(report, out);
+    fputs("\n}\n", out);
 }
 
 void report_print(const bench_report *report, report_format format, FILE *out) {

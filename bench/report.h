@@ -4,7 +4,8 @@
  * wall seconds and CPU seconds of every repetition; the report turns them
  * into messages per second (median, min, max), ns per message, CPU
  * seconds per million messages, and each peer's ratio to the baseline
- * measured in the same case, and prints them as a table, CSV or JSON. */
+ * measured in the same case, and prints them as a table, CSV or JSON.
+ * Cases of the context group carry named measures instead (below). */
 #ifndef WEFT_BENCH_REPORT_H
 #define WEFT_BENCH_REPORT_H
 
@@ -40,6 +41,32 @@ typedef struct case_result {
     peer_result *peers;
 } case_result;
 
+/* The context group (ctx_cases.h) reports named figures instead of a
+ * message rate: one measure_result per figure, one value per repetition. */
+typedef struct measure_spec {
+    const char *name; /* what is measured, one line */
+    const char *unit; /* "ns/op", "us/tree", "bytes", "count", ... */
+    double limit;     /* > 0: the median should stay below it (the table says whether) */
+} measure_spec;
+
+typedef struct measure_result {
+    const measure_spec *spec; /* static */
+    int runs;                 /* repetitions recorded so far */
+    double *values;           /* one per run; NAN: not measurable here */
+} measure_result;
+
+/* Median, min and max of a measure's values that are not NAN; all NAN
+ * when none is. */
+typedef struct measure_summary {
+    double median, min, max;
+} measure_summary;
+
+typedef struct measures_result {
+    const char *name; /* the case, static */
+    size_t count;
+    measure_result *measures;
+} measures_result;
+
 /* Facts about the whole run, printed in the header (table, JSON). */
 typedef struct report_context {
     int threads;
@@ -64,10 +91,21 @@ case_result *report_add_case(bench_report *report, const char *workload, size_t 
                              size_t peer_count, const char *const *peer_names,
                              const bool *is_baseline, int repeat);
 
+/* Adds a case of the context group with room for `repeat` values of each
+ * of count measures (specs: static); returns it for the runner to fill in.
+ * Valid until report_free. */
+measures_result *report_add_measures(bench_report *report, const char *name, size_t count,
+                                     const measure_spec *specs, int repeat);
+
 /* Median, min and max over the runs recorded in result (runs >= 1). */
 void report_summarize(const peer_result *result, long messages, run_summary *summary);
 
-/* Prints every case in the given format. */
+void report_summarize_measure(const measure_result *result, measure_summary *summary);
+
+/* Prints every case in the given format: the channel cases, then those of
+ * the context group in a section of their own (table), a second block
+ * after a blank line with its own header (CSV), or "context_results"
+ * beside "results" (JSON). */
 void report_print(const bench_report *report, report_format format, FILE *out);
 
 void report_free(bench_report *report);

@@ -3,11 +3,15 @@
  * Runs every selected case (workload x capacity) on every selected peer,
  * repetition by repetition, alternating the peer order between
  * repetitions so that slow and fast periods of the machine fall on both;
- * times each run (wall clock and the process's CPU time), then prints
- * the report. Progress goes to stderr, the report to stdout.
+ * times each run (wall clock and the process's CPU time). Then runs the
+ * selected cases of the context group (weft alone; each repetition
+ * measures and interleaves by itself; last, because they turn malloc's
+ * heap trimming off), and prints the report. Progress
+ * goes to stderr, the report to stdout.
  *
  * Modules: options.c (command line), workloads.c (what a run does),
- * peers.c (weft and the condvar baseline), report.c (statistics, output). */
+ * peers.c (weft and the condvar baseline), ctx_cases.c (the context
+ * group), report.c (statistics, output). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctx_cases.h"
 #include "options.h"
 #include "peers.h"
 #include "report.h"
@@ -50,13 +55,12 @@ static void on_timeout(int signal_number) {
     _exit(3);
 }
 
-static void watchdog_arm(const bench_options *options, const char *workload, const char *peer,
-                         size_t capacity, long messages) {
+/* what: the run, e.g. "weft spsc capacity 1, 50000 messages". */
+static void watchdog_arm(const bench_options *options, const char *what) {
     if (options->timeout_seconds == 0) return;
     snprintf(timeout_message, sizeof timeout_message,
-             "weft-bench: %s %s capacity %zu, %ld messages: no result after %d s "
-             "(deadlock or lost wake-up?)\n",
-             peer, workload, capacity, messages, options->timeout_seconds);
+             "weft-bench: %s: no result after %d s (deadlock or lost wake-up?)\n", what,
+             options->timeout_seconds);
     timeout_message_length = strlen(timeout_message);
     alarm((unsigned)options->timeout_seconds);
 }
@@ -68,7 +72,10 @@ static void watchdog_disarm(void) { alarm(0); }
 /* Runs one repetition of a case on a peer and records it in result. */
 static long measure(const bench_options *options, const bench_workload *workload,
                     const workload_params *params, peer_result *result) {
-    watchdog_arm(options, workload->name, params->peer->name, params->capacity, params->messages);
+    char what[160];
+    snprintf(what, sizeof what, "%s %s capacity %zu, %ld messages", params->peer->name,
+             workload->name, params->capacity, params->messages);
+    watchdog_arm(options, what);
     double cpu_before = cpu_seconds();
     double wall_before = wall_seconds();
     long transferred = workload->run(params);
@@ -91,11 +98,12 @@ typedef struct case_plan {
 } case_plan;
 
 /* Fills plan for a workload and capacity entry; false if no selected
- * peer runs it (seq below capacity N, select without weft). */
+ * peer runs it (seq below capacity N, select without weft, Go's select
+ * benchmarks at any capacity but theirs). */
 static bool plan_case(const bench_options *options, const bench_workload *workload,
                       long capacity_entry, case_plan *plan) {
     *plan = (case_plan){.workload = workload, .capacity_entry = capacity_entry};
-    plan->messages = options_messages_for(options, capacity_entry);
+    plan->messages = options_messages_for(options, workload, capacity_entry);
     plan->capacity =
         capacity_entry == CAPACITY_MESSAGES ? (size_t)plan->messages : (size_t)capacity_entry;
     for (size_t i = 0; i < peer_count; i++)
@@ -145,22 +153,74 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
     }
 }
 
+/* ---- the context group --------------------------------------------------- */
+
+/* Runs the repetitions of a context case (weft only, this thread) and
+ * records each measure of each in the report. */
+static void run_ctx_case(const bench_options *options, const ctx_case *which, bench_report *report,
+                         size_t number, size_t total) {
+    measures_result *result = report_add_measures(report, which->name, which->measure_count,
+                                                  which->measures, options->repeat);
+    char what[160];
+    snprintf(what, sizeof what, "weft %s", which->name);
+    double started = wall_seconds();
+    for (int repetition = 0; repetition < options->repeat; repetition++) {
+        double values[CTX_MAX_MEASURES];
+        watchdog_arm(options, what);
+        which->run(values);
+        watchdog_disarm();
+        for (size_t m = 0; m < which->measure_count; m++)
+            result->measures[m].values[result->measures[m].runs++] = values[m];
+    }
+    if (!options->quiet) {
+        fprintf(stderr, "weft-bench: [%zu/%zu] %s:", number, total, which->name);
+        for (size_t m = 0; m < which->measure_count; m++) {
+            measure_summary summary;
+            report_summarize_measure(&result->measures[m], &summary);
+            fprintf(stderr, "%s %.4g %s", m ? "," : "", summary.median, which->measures[m].unit);
+        }
+        fprintf(stderr, " (%.2f s)\n", wall_seconds() - started);
+    }
+}
+
+/* Whether the weft peer is selected: the context group needs it. */
+static bool weft_selected(const bench_options *options) {
+    const bench_peer *weft = peer_find("weft");
+    return weft != NULL && options->peer_selected[weft - peers];
+}
+
 /* ---- --list ------------------------------------------------------------- */
 
 static void print_list(void) {
     puts("workloads (T = --threads):");
-    for (size_t i = 0; i < workload_count; i++)
-        printf("  %-12s %s%s\n", workloads[i].name, workloads[i].summary,
+    for (size_t i = 0; i < workload_count; i++) {
+        printf("  %-18s %s%s", workloads[i].name, workloads[i].summary,
                workloads[i].uses_select ? " [weft only]" : "");
+        if (workloads[i].fixed_capacity != ANY_CAPACITY)
+            printf(" [only where --cap has %ld]", workloads[i].fixed_capacity);
+        putchar('\n');
+    }
     puts("peers:");
     for (size_t i = 0; i < peer_count; i++)
-        printf("  %-12s %s%s\n", peers[i].name, peers[i].summary,
+        printf("  %-18s %s%s\n", peers[i].name, peers[i].summary,
                &peers[i] == BASELINE_PEER ? " [baseline]" : "");
+    puts("context cases (-w ctx; weft only, one thread; --cap, --messages, --threads do not "
+         "apply):");
+    for (size_t i = 0; i < ctx_case_count; i++) {
+        printf("  %-18s %s\n", ctx_cases[i].name, ctx_cases[i].summary);
+        for (size_t m = 0; m < ctx_cases[i].measure_count; m++) {
+            const measure_spec *measure = &ctx_cases[i].measures[m];
+            printf("  %-18s   - %s (%s", "", measure->name, measure->unit);
+            if (measure->limit > 0) printf("; limit %g", measure->limit);
+            puts(")");
+        }
+    }
 }
 
 int main(int argc, char **argv) {
-    if (workload_count > MAX_WORKLOADS || peer_count > MAX_PEERS) {
-        fputs("weft-bench: internal: raise MAX_WORKLOADS or MAX_PEERS\n", stderr);
+    if (workload_count > MAX_WORKLOADS || peer_count > MAX_PEERS ||
+        ctx_case_count > MAX_CTX_CASES) {
+        fputs("weft-bench: internal: raise MAX_WORKLOADS, MAX_PEERS or MAX_CTX_CASES\n", stderr);
         return 2;
     }
     bench_options options;
@@ -189,8 +249,15 @@ int main(int argc, char **argv) {
             if (plan_case(&options, &workloads[w], options.capacities[c], &plans[planned]))
                 planned++;
     }
-    if (planned == 0) {
-        fputs("weft-bench: nothing to run (seq needs capacity N; select needs weft)\n", stderr);
+    const ctx_case *ctx_planned[MAX_CTX_CASES];
+    size_t ctx_planned_count = 0;
+    for (size_t i = 0; i < ctx_case_count; i++)
+        if (options.ctx_case_selected[i] && weft_selected(&options))
+            ctx_planned[ctx_planned_count++] = &ctx_cases[i];
+    if (planned + ctx_planned_count == 0) {
+        fputs("weft-bench: nothing to run (seq needs capacity N; select and the context cases "
+              "need weft; select_uncontended and select_nonblock need capacity 1)\n",
+              stderr);
         free(plans);
         return 2;
     }
@@ -199,7 +266,8 @@ int main(int argc, char **argv) {
     if (options.messages > 0)
         snprintf(messages_note, sizeof messages_note, "%ld", options.messages);
     else
-        snprintf(messages_note, sizeof messages_note, "%ld (%ld at capacity 0 and 1)",
+        snprintf(messages_note, sizeof messages_note,
+                 "%ld (%ld at capacity 0 and 1, except in Go's select benchmarks)",
                  DEFAULT_MESSAGES, DEFAULT_SMALL_CAPACITY_MESSAGES);
     double load_average = -1;
     if (getloadavg(&load_average, 1) != 1) load_average = -1;
@@ -212,9 +280,12 @@ int main(int argc, char **argv) {
     bench_report *report = report_new(&context);
 
     double started = wall_seconds();
-    for (size_t i = 0; i < planned; i++) run_case(&options, &plans[i], report, i + 1, planned);
+    size_t total = planned + ctx_planned_count;
+    for (size_t i = 0; i < planned; i++) run_case(&options, &plans[i], report, i + 1, total);
+    for (size_t i = 0; i < ctx_planned_count; i++)
+        run_ctx_case(&options, ctx_planned[i], report, planned + i + 1, total);
     if (!options.quiet)
-        fprintf(stderr, "weft-bench: %zu cases in %.1f s\n", planned, wall_seconds() - started);
+        fprintf(stderr, "weft-bench: %zu cases in %.1f s\n", total, wall_seconds() - started);
 
     report_print(report, options.format, stdout);
     report_free(report);

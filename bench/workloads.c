@@ -1,5 +1,6 @@
-/* workloads.c — the six workloads: seq, spsc, mpsc, mpmc (any peer) and
- * select_rx, select_both (weft_select).
+/* workloads.c — the eight workloads: seq, spsc, mpsc, mpmc (any peer);
+ * select_rx, select_both (weft_select); and two of Go's runtime select
+ * benchmarks, select_uncontended and select_nonblock (weft_select).
  *
  * Each producer sends 1..share and each consumer returns the sum of what
  * it received; the runner compares the grand total with share*(share+1)/2
@@ -292,18 +293,172 @@ static long run_select_both(const workload_params *params) {
     return total;
 }
 
+/* ---- Go's runtime select benchmarks (weft only) ------------------------ */
+
+/* Go's src/runtime/chan_test.go runs these under b.RunParallel, whose
+ * GOMAXPROCS goroutines share b.N iterations; here T threads share the
+ * messages, one message being one iteration. Their channels have the
+ * capacities Go gives them, whatever --cap says (bench_workload's
+ * fixed_capacity). */
+
+/* Exits unless count (of select outcomes) is what the workload implies. */
+static void check_count(const char *workload_name, const char *what, long got, long want) {
+    if (got != want) {
+        fprintf(stderr, "weft-bench: weft %s: %s: got %ld, want %ld\n", workload_name, what, got,
+                want);
+        exit(1);
+    }
+}
+
+/* A thread of select_uncontended: its own two capacity-1 channels. */
+typedef struct ping_pong {
+    long count;
+    long long sum; /* out: every value received, the leftover one included */
+} ping_pong;
+
+/* BenchmarkSelectUncontended:
+ *     select { case <-myc1: myc2 <- 0; case <-myc2: myc1 <- 0 }
+ * with myc1 holding one value at the start. Exactly one channel holds a
+ * value at each select, so the select never blocks and the cases
+ * alternate. Iteration i receives i - 1 and sends i; the value left over
+ * at the end is count. */
+static void *ping_pong_main(void *argument) {
+    ping_pong *self = argument;
+    weft_chan **channels = make_weft_channels(2, 1);
+    long received = 0, next = 0;
+    int result = weft_chan_send(channels[0], &next);
+    if (result != 0) fail_operation("weft", "send", result);
+    weft_case cases[2] = {WEFT_RECV_CASE(channels[0], &received),
+                          WEFT_RECV_CASE(channels[1], &received)};
+    long long sum = 0;
+    for (long i = 1; i <= self->count; i++) {
+        int chosen = weft_select(cases, 2, WEFT_FOREVER);
+        if (chosen < 0) fail_operation("weft", "weft_select", chosen);
+        if (cases[chosen].err != 0) fail_operation("weft", "weft_select case", cases[chosen].err);
+        sum += received;
+        next = i;
+        result = weft_chan_send(channels[1 - chosen], &next); /* myc2 after myc1, and back */
+        if (result != 0) fail_operation("weft", "send", result);
+    }
+    /* The last value sent waits in the channel the next select would take. */
+    int last = (int)(self->count % 2);
+    check_count("select_uncontended", "values left in the idle channel",
+                (long)weft_chan_len(channels[1 - last]), 0);
+    result = weft_chan_try_recv(channels[last], &received);
+    if (result != 0) fail_operation("weft", "receive of the leftover value", result);
+    self->sum = sum + received;
+    release_weft_channels(channels, 2);
+    return NULL;
+}
+
+/* T threads, each selecting over its own pair of capacity-1 channels. */
+static long run_select_uncontended(const workload_params *params) {
+    int threads = params->threads;
+    long share = params->messages / threads, total = share * threads;
+    ping_pong player[threads];
+    pthread_t thread[threads];
+    for (int i = 0; i < threads; i++) {
+        player[i] = (ping_pong){share, 0};
+        start_thread(&thread[i], ping_pong_main, &player[i]);
+    }
+    long long sum = 0;
+    for (int i = 0; i < threads; i++) {
+        join_thread(thread[i]);
+        sum += player[i].sum;
+    }
+    check_sum("weft", "select_uncontended", sum, threads * triangle(share));
+    return total;
+}
+
+/* select_nonblock's four channels, myc1 and myc2 unbuffered, myc3 and
+ * myc4 of capacity 1, are shared by every thread: Go makes them outside
+ * b.RunParallel (the version before RunParallel made them per goroutine). */
+enum { NONBLOCK_SELECTS = 4 };
+
+typedef struct nonblocker {
+    weft_chan **channels;             /* [4]: myc1..myc4, shared */
+    long count;                       /* iterations */
+    long proceeded[NONBLOCK_SELECTS]; /* out: selects that did not default, per channel */
+} nonblocker;
+
+/* BenchmarkSelectNonblock: four selects with a default, each on one case:
+ *     select { case <-myc1: default: }    select { case myc2 <- 0: default: }
+ *     select { case <-myc3: default: }    select { case myc4 <- 0: default: }
+ * Nobody else sends or receives, so all of them default but the first
+ * send on myc4 (by whichever thread gets there first), which fills it. */
+static void *nonblocker_main(void *argument) {
+    nonblocker *self = argument;
+    long value = 0;
+    weft_case cases[NONBLOCK_SELECTS] = {
+        WEFT_RECV_CASE(self->channels[0], &value),
+        WEFT_SEND_CASE(self->channels[1], &value),
+        WEFT_RECV_CASE(self->channels[2], &value),
+        WEFT_SEND_CASE(self->channels[3], &value),
+    };
+    long proceeded[NONBLOCK_SELECTS] = {0};
+    for (long i = 0; i < self->count; i++) {
+        for (int c = 0; c < NONBLOCK_SELECTS; c++) {
+            int chosen = weft_select(&cases[c], 1, WEFT_NOWAIT);
+            if (chosen == WEFT_EAGAIN) continue; /* default: */
+            if (chosen != 0) fail_operation("weft", "non-blocking weft_select", chosen);
+            if (cases[c].err != 0) fail_operation("weft", "weft_select case", cases[c].err);
+            proceeded[c]++;
+        }
+    }
+    memcpy(self->proceeded, proceeded, sizeof proceeded);
+    return NULL;
+}
+
+/* T threads run the four non-blocking selects on four shared channels. */
+static long run_select_nonblock(const workload_params *params) {
+    int threads = params->threads;
+    long share = params->messages / threads, total = share * threads;
+    weft_chan **unbuffered = make_weft_channels(2, 0), **buffered = make_weft_channels(2, 1);
+    weft_chan *channels[NONBLOCK_SELECTS] = {unbuffered[0], unbuffered[1], buffered[0],
+                                             buffered[1]};
+    nonblocker worker[threads];
+    pthread_t thread[threads];
+    for (int i = 0; i < threads; i++) {
+        worker[i] = (nonblocker){.channels = channels, .count = share};
+        start_thread(&thread[i], nonblocker_main, &worker[i]);
+    }
+    long proceeded[NONBLOCK_SELECTS] = {0};
+    for (int i = 0; i < threads; i++) {
+        join_thread(thread[i]);
+        for (int c = 0; c < NONBLOCK_SELECTS; c++) proceeded[c] += worker[i].proceeded[c];
+    }
+    static const char *const what[NONBLOCK_SELECTS] = {
+        "receives on myc1 (unbuffered) that proceeded", "sends on myc2 (unbuffered) that proceeded",
+        "receives on myc3 (capacity 1) that proceeded",
+        "sends on myc4 (capacity 1) that proceeded"};
+    for (int c = 0; c < NONBLOCK_SELECTS; c++)
+        check_count("select_nonblock", what[c], proceeded[c], c == 3 && total > 0 ? 1 : 0);
+    check_count("select_nonblock", "values in myc4 at the end", (long)weft_chan_len(channels[3]),
+                total > 0 ? 1 : 0);
+    release_weft_channels(unbuffered, 2);
+    release_weft_channels(buffered, 2);
+    return total;
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 const bench_workload workloads[] = {
     {"seq", "one thread sends every message, then receives them (capacity >= messages only)", false,
-     true, run_seq},
-    {"spsc", "1 producer thread, the main thread receives", false, false, run_spsc},
-    {"mpsc", "T producer threads, the main thread receives", false, false, run_mpsc},
-    {"mpmc", "T producer threads, T consumer threads, one channel", false, false, run_mpmc},
+     true, ANY_CAPACITY, run_seq},
+    {"spsc", "1 producer thread, the main thread receives", false, false, ANY_CAPACITY, run_spsc},
+    {"mpsc", "T producer threads, the main thread receives", false, false, ANY_CAPACITY, run_mpsc},
+    {"mpmc", "T producer threads, T consumer threads, one channel", false, false, ANY_CAPACITY,
+     run_mpmc},
     {"select_rx", "T producers, one channel each; the main thread selects over the T channels",
-     true, false, run_select_rx},
+     true, false, ANY_CAPACITY, run_select_rx},
     {"select_both", "T producers select-send, T consumers select-receive, over T channels", true,
-     false, run_select_both},
+     false, ANY_CAPACITY, run_select_both},
+    {"select_uncontended",
+     "Go's SelectUncontended: T threads each select over 2 private capacity-1 channels", true,
+     false, 1, run_select_uncontended},
+    {"select_nonblock",
+     "Go's SelectNonblock: T threads, 4 WEFT_NOWAIT selects over 4 shared channels, caps 0,0,1,1",
+     true, false, 1, run_select_nonblock},
 };
 
 const size_t workload_count = sizeof workloads / sizeof workloads[0];
@@ -318,5 +473,7 @@ bool workload_applies(const bench_workload *workload, const bench_peer *peer, si
                       long messages) {
     if (workload->uses_select && !peer->has_select) return false;
     if (workload->needs_full_buffer && capacity < (size_t)messages) return false;
+    if (workload->fixed_capacity != ANY_CAPACITY && capacity != (size_t)workload->fixed_capacity)
+        return false;
     return true;
 }

@@ -3,9 +3,12 @@
  * The workloads are those of crossbeam-channel's benchmark suite (and of
  * the anchors in shared/anchors): a message is one long; producers send
  * 1..M (M = their share of the messages), consumers add up what they
- * receive, and every run checks the total. A run covers channel creation,
- * thread start, the transfer, join and channel release, so the caller
- * times the whole call. Threads are plain pthreads. */
+ * receive, and every run checks the total. Two more are Go's runtime
+ * select benchmarks (src/runtime/chan_test.go), where a message is one
+ * iteration of the benchmark's loop and the run checks what the selects
+ * chose. A run covers channel creation, thread start, the transfer, join
+ * and channel release, so the caller times the whole call. Threads are
+ * plain pthreads. */
 #ifndef WEFT_BENCH_WORKLOADS_H
 #define WEFT_BENCH_WORKLOADS_H
 
@@ -26,11 +29,18 @@ typedef struct workload_params {
  * stderr and exits with status 1; a thread that cannot start, status 2. */
 typedef long workload_run(const workload_params *params);
 
+#define ANY_CAPACITY (-1L)
+
 typedef struct bench_workload {
     const char *name;
     const char *summary;    /* one line for --list */
     bool uses_select;       /* only for peers with has_select */
     bool needs_full_buffer; /* only where capacity >= messages (seq) */
+    /* ANY_CAPACITY: runs at every --cap entry with channels of that
+     * capacity. Otherwise the workload makes channels of the capacities Go's
+     * benchmark uses, and runs only where --cap lists this capacity, so that
+     * the default grid runs it once. */
+    long fixed_capacity;
     workload_run *run;
 } bench_workload;
 

@@ -72,26 +72,26 @@ struct weft_ctx {
 
     /* CANCELABLE only. */
     pthread_mutex_t lock;
-    atomic_int err;     /* 0 until canceled; written under lock, once */
-    int cause;          /* written under lock before err */
-    weft_chan *done;    /* closed at cancel */
-    weft_time deadline; /* the earliest in the chain; constant */
-    weft__timer timer;  /* pending while the deadline is ahead */
-    bool has_timer;     /* timer was started; under lock */
-    listener *children; /* under lock */
-    listener link;      /* in the parent canceler's list, under its lock */
+    atomic_int err;      /* 0 until canceled; written under lock, once */
+    int cause;           /* written under lock before err */
+    weft_chan *done;     /* closed at cancel */
+    weft_time deadline;  /* the earliest in the chain; constant */
+    weft__timer timer;   /* pending while the deadline is ahead */
+    bool has_timer;      /* timer was started; under lock */
+    listener *children;  /* under lock */
+    listener link;       /* in the parent canceler's list, under its lock */
     weft_ctx *linked_to; /* that canceler; NULL if never linked */
 };
 
 struct weft_ctx_after {
-    listener link;       /* in canceler's list, under its lock */
+    listener link;         /* in canceler's list, under its lock */
     atomic_int references; /* the caller's handle and the registration */
-    weft_ctx *ctx;       /* referenced while registered */
-    weft_ctx *canceler;  /* whose list; NULL: ctx can never end */
+    weft_ctx *ctx;         /* referenced while registered */
+    weft_ctx *canceler;    /* whose list; NULL: ctx can never end */
     weft_fn fn;
     void *arg;
-    atomic_int state;   /* WAITING, then STARTED (by the end) or STOPPED (by stop) */
-    struct weft_ctx_after *launch_next;       /* a cancel's list of fns to start */
+    atomic_int state; /* WAITING, then STARTED (by the end) or STOPPED (by stop) */
+    struct weft_ctx_after *launch_next; /* a cancel's list of fns to start */
 };
 
 /* weft_ctx_after.state: whoever moves it from WAITING decides whether fn

@@ -18,9 +18,9 @@
 typedef struct weft__timer weft__timer;
 
 struct weft__timer {
-    weft_time when;                  /* when it fires; under the timer lock while pending */
+    weft_time when;                   /* when it fires; under the timer lock while pending */
     void (*fire)(weft__timer *timer); /* called on the timer thread */
-    size_t index;                    /* place in the heap + 1; 0 when not pending */
+    size_t index;                     /* place in the heap + 1; 0 when not pending */
 };
 
 /* Prepare a timer that is not pending. */

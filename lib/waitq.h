@@ -1,10 +1,9 @@
 /* Wait queues: FIFOs of waiters, each protected by its owner's lock (the
  * channel's, the mutex's...): every function here must be called with that
- * lock held, except weft__waitq_maybe_empty. A waiter stays in a queue until the thread that claims it, or
- * its owner, unlinks it (a claimer always unlinks the waiter it claimed,
- * so the owner need not look for it); the owner unlinks every waiter of a
- * wait under the queues' locks before returning, so no queue ever points
- * at a dead stack frame. */
+ * lock held, except weft__waitq_maybe_empty. A waiter stays in a queue until the thread that claims
+ * it, or its owner, unlinks it (a claimer always unlinks the waiter it claimed, so the owner need
+ * not look for it); the owner unlinks every waiter of a wait under the queues' locks before
+ * returning, so no queue ever points at a dead stack frame. */
 #ifndef WEFT_LIB_WAITQ_H
 #define WEFT_LIB_WAITQ_H
 
