@@ -94,8 +94,9 @@ void weft_wg_wait(weft_wg *wg);
 int weft_wg_wait_until(weft_wg *wg, weft_time deadline);
 
 /* As weft_wg_wait, but give up when ctx ends (NULL: never). Returns 0 once
- * the counter is zero, else ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT),
- * at once if ctx has already ended. */
+ * the counter is zero (at once if it is zero now, whatever ctx), else
+ * ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT), at once if ctx has
+ * already ended. */
 int weft_wg_wait_ctx(weft_wg *wg, weft_ctx *ctx);
 
 /* Go 1.25's wg.Go: add(1), then run fn(arg) on a goroutine (weft_go) that
