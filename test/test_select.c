@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "weft/chan.h"
+#include "weft/ctx.h"
 #include "weft/error.h"
 #include "weft/select.h"
 #include "weft/time.h"
@@ -156,6 +157,47 @@ START_TEST(test_select_with_no_cases_times_out_never_early) {
     deadline = weft_now() + WEFT_MS(10);
     ck_assert_int_eq(weft_select_biased(unused, 0, deadline), WEFT_ETIMEDOUT);
     ck_assert(weft_now() >= deadline);
+}
+END_TEST
+
+/* Go's `select {}` in a goroutine that a context stops: weft_select_ctx
+ * with no cases waits for the context, and for nothing else. */
+typedef struct {
+    weft_ctx *ctx;
+    int result;
+    atomic_bool returned;
+} empty_select;
+
+static void *empty_select_main(void *arg) {
+    empty_select *op = arg;
+    op->result = weft_select_ctx(NULL, 0, op->ctx);
+    atomic_store(&op->returned, true);
+    return NULL;
+}
+
+START_TEST(test_select_ctx_with_no_cases_waits_for_the_cancel) {
+    empty_select op = {.ctx = weft_ctx_with_cancel(NULL)};
+    ck_assert_ptr_nonnull(op.ctx);
+    pthread_t thread;
+    start_thread(&thread, empty_select_main, &op);
+    weft_time until = weft_now() + WEFT_MS(30);
+    while (weft_now() < until) ck_assert(!atomic_load(&op.returned));
+    weft_ctx_cancel(op.ctx);
+    join_thread(thread);
+    ck_assert_int_eq(op.result, WEFT_ECANCELED);
+    weft_ctx_release(op.ctx);
+}
+END_TEST
+
+START_TEST(test_select_ctx_with_only_null_channels_ends_at_the_deadline) {
+    weft_ctx *ctx = weft_ctx_with_timeout(NULL, WEFT_MS(20));
+    ck_assert_ptr_nonnull(ctx);
+    int v = 0;
+    weft_case cases[2] = {WEFT_RECV_CASE(NULL, &v), WEFT_SEND_CASE(NULL, &v)};
+    ck_assert_int_eq(weft_select_ctx(cases, 2, ctx), WEFT_ETIMEDOUT);
+    ck_assert(weft_now() >= weft_ctx_deadline(ctx));
+    ck_assert_int_eq(weft_select_ctx(NULL, 0, ctx), WEFT_ETIMEDOUT); /* at once, now */
+    weft_ctx_release(ctx);
 }
 END_TEST
 
@@ -1549,6 +1591,8 @@ static Suite *select_suite(void) {
     tcase_add_loop_test(tc, test_blocked_select_wakes_for_a_receiver_on_its_send_case, 0, 2);
     tcase_add_loop_test(tc, test_blocked_select_wakes_for_a_close_on_any_case, 0, 4);
     tcase_add_test(tc, test_blocked_select_times_out_never_early);
+    tcase_add_test(tc, test_select_ctx_with_no_cases_waits_for_the_cancel);
+    tcase_add_test(tc, test_select_ctx_with_only_null_channels_ends_at_the_deadline);
 
     tc = new_case(suite, "many");
     tcase_add_test(tc, test_select_over_100_cases_returns_the_ready_index);
