@@ -66,7 +66,13 @@
  *   the hand-off (so the caller sees its own goroutine counted); the
  *   worker decrements it under the pool's mutex when it has gone idle
  *   again, with release order, and weft_goroutines reads it with acquire
- *   order: reading 0 means every goroutine's writes are visible. */
+ *   order: reading 0 means every goroutine's writes are visible.
+ *
+ * Fork
+ *   Every pool is on a list (pools_lock) so that fork's handlers (fork.h)
+ *   can hold every pool's mutex across fork() and, in the child, empty
+ *   each pool of the threads that did not survive. pools_lock is taken
+ *   before a pool's mutex, never after. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -78,6 +84,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "fork.h"
 #include "go_internal.h"
 #include "panic.h"
 #include "parker.h"
@@ -121,6 +128,7 @@ struct weft_pool {
     long numbered;          /* mutex: thread numbers handed out, for names */
     bool closing;           /* mutex: weft_pool_close has begun */
     atomic_long started;    /* threads that began to run (test hook); relaxed */
+    struct weft_pool *next_pool, *previous_pool; /* every pool, for fork; under pools_lock */
     /* Options: written before the pool is published, read-only after. */
     int min_threads;
     int max_threads;
@@ -143,6 +151,30 @@ static weft_pool default_pool = {
     .drained = PTHREAD_COND_INITIALIZER,
 };
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+/* Every pool, so that a forked child can forget their threads. */
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static weft_pool *pools; /* under pools_lock */
+
+static void register_pool(weft_pool *pool) {
+    weft__fork_watch();
+    pthread_mutex_lock(&pools_lock);
+    pool->previous_pool = NULL;
+    pool->next_pool = pools;
+    if (pools) pools->previous_pool = pool;
+    pools = pool;
+    pthread_mutex_unlock(&pools_lock);
+}
+
+static void unregister_pool(weft_pool *pool) {
+    pthread_mutex_lock(&pools_lock);
+    if (pool->previous_pool)
+        pool->previous_pool->next_pool = pool->next_pool;
+    else
+        pools = pool->next_pool;
+    if (pool->next_pool) pool->next_pool->previous_pool = pool->previous_pool;
+    pthread_mutex_unlock(&pools_lock);
+}
 static int default_error; /* written once inside default_once: 0 or a WEFT_E* code */
 
 /* ---- The idle stack (all under the pool's mutex) ---- */
@@ -225,6 +257,8 @@ static void start_default_pool(void) {
      * system refuses) are ignored as a whole. */
     if (configure(&default_pool, &options) != 0 && configure(&default_pool, NULL) != 0)
         default_error = WEFT_ENOMEM;
+    else
+        register_pool(&default_pool);
 }
 
 /* ---- Workers ---- */
@@ -356,6 +390,7 @@ weft_pool *weft_pool_new(const weft_pool_opts *opts) {
     if (error != 0) goto fail_configure;
     if (pthread_mutex_init(&pool->mutex, NULL) != 0) goto fail_mutex;
     if (pthread_cond_init(&pool->drained, NULL) != 0) goto fail_cond;
+    register_pool(pool);
     return pool;
 
 fail_cond:
@@ -407,6 +442,9 @@ int weft_pool_close(weft_pool *pool) {
     if (!pool || pool == &default_pool) return WEFT_EINVAL;
     if (current_worker && current_worker->pool == pool) return WEFT_EINVAL;
 
+    /* Before taking the pool's mutex: fork's prepare handler takes
+     * pools_lock, then each pool's mutex. */
+    unregister_pool(pool);
     pthread_mutex_lock(&pool->mutex);
     pool->closing = true;
     while (pool->running > 0) pthread_cond_wait(&pool->drained, &pool->mutex);
@@ -468,4 +506,36 @@ long weft__pool_threads_started(weft_pool *pool) {
 
 void weft__pool_fail_thread_create(int count) {
     atomic_store_explicit(&failing_thread_creates, count > 0 ? count : 0, memory_order_relaxed);
+}
+
+/* ---- fork (fork.h) ---- */
+
+void weft__pool_fork_prepare(void) {
+    pthread_mutex_lock(&pools_lock);
+    for (weft_pool *pool = pools; pool; pool = pool->next_pool) pthread_mutex_lock(&pool->mutex);
+}
+
+void weft__pool_fork_parent(void) {
+    for (weft_pool *pool = pools; pool; pool = pool->next_pool) pthread_mutex_unlock(&pool->mutex);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+/* Only the forking thread lives on. Every pool forgets its other threads
+ * (their worker records are left allocated: nothing may free them
+ * safely) and its goroutines, except the one the forking thread itself
+ * may be running, which still ends in worker_main as usual. A close in
+ * progress in the parent is not carried over (its thread is gone). */
+void weft__pool_fork_child(void) {
+    int survivors = 0;
+    for (weft_pool *pool = pools; pool; pool = pool->next_pool) {
+        bool ours = current_worker && current_worker->pool == pool;
+        pool->idle = NULL;
+        pool->threads = ours ? 1 : 0;
+        pool->running = ours ? 1 : 0;
+        survivors += ours;
+        pthread_cond_init(&pool->drained, NULL);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    atomic_store_explicit(&goroutines, survivors, memory_order_relaxed);
+    pthread_mutex_unlock(&pools_lock);
 }

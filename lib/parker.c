@@ -22,6 +22,7 @@
 
 #include "alloc.h"
 #include "backoff.h"
+#include "fork.h"
 #include "parker.h"
 #include "time_internal.h"
 
@@ -67,6 +68,7 @@ fail_attributes:
 
 weft__parker *weft__parker_self(void) {
     if (current) return current;
+    weft__fork_watch();
     pthread_once(&exit_key_once, make_exit_key);
     pthread_mutex_lock(&pool_lock);
     weft__parker *parker = pool_free;
@@ -131,4 +133,25 @@ int weft__parker_park(weft__parker *parker, weft_time deadline) {
 out:
     pthread_mutex_unlock(&parker->mutex);
     return result;
+}
+
+/* ---- fork (fork.h) ---- */
+
+void weft__parker_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
+
+void weft__parker_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
+
+/* The only thread of the child: its parker's mutex may have been held by
+ * a thread that was unparking it, so both it and the condition variable
+ * start afresh. Parkers of threads that did not survive stay allocated. */
+void weft__parker_fork_child(void) {
+    pthread_mutex_unlock(&pool_lock);
+    if (!current) return;
+    pthread_mutex_init(&current->mutex, NULL);
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&current->cond, &attributes);
+    pthread_condattr_destroy(&attributes);
+    atomic_store_explicit(&current->state, EMPTY, memory_order_relaxed);
 }

@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "fork.h"
 #include "panic.h"
 #include "time_internal.h"
 #include "timer.h"
@@ -198,6 +199,7 @@ static void *timer_main(void *unused) {
 /* Called under the lock. Start the thread (once it works): 0, or
  * WEFT_EAGAIN to be retried by a later start. */
 static int start_thread(void) {
+    weft__fork_watch();
     if (!wake_ready) {
         pthread_condattr_t attributes;
         if (pthread_condattr_init(&attributes) != 0) return WEFT_EAGAIN;
@@ -275,4 +277,24 @@ size_t weft__timer_pending(void) {
     size_t pending = count;
     pthread_mutex_unlock(&lock);
     return pending;
+}
+
+/* ---- fork (fork.h) ---- */
+
+void weft__timer_fork_prepare(void) { pthread_mutex_lock(&lock); }
+
+void weft__timer_fork_parent(void) { pthread_mutex_unlock(&lock); }
+
+/* The timer thread is gone; pending timers stay in the heap and a new
+ * thread serves them. A fire in progress at the fork never returns in
+ * the child, so nobody may wait for it. */
+void weft__timer_fork_child(void) {
+    running = NULL;
+    stoppers = 0;
+    thread_started = false;
+    sleeping_until = WEFT_FOREVER;
+    pthread_cond_init(&fire_done, NULL);
+    wake_ready = false; /* start_thread initialises wake again */
+    if (count > 0) start_thread();
+    pthread_mutex_unlock(&lock);
 }

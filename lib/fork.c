@@ -1,0 +1,32 @@
+/* pthread_atfork handlers; see fork.h. */
+#include <pthread.h>
+
+#include "fork.h"
+#include "panic.h"
+
+static void prepare(void) {
+    weft__pool_fork_prepare();
+    weft__timer_fork_prepare();
+    weft__parker_fork_prepare();
+}
+
+static void parent(void) {
+    weft__parker_fork_parent();
+    weft__timer_fork_parent();
+    weft__pool_fork_parent();
+}
+
+static void child(void) {
+    weft__parker_fork_child();
+    weft__timer_fork_child();
+    weft__pool_fork_child();
+}
+
+static pthread_once_t installed = PTHREAD_ONCE_INIT;
+
+static void install(void) {
+    int error = pthread_atfork(prepare, parent, child);
+    if (error) weft__panic_errno("pthread_atfork", error);
+}
+
+void weft__fork_watch(void) { pthread_once(&installed, install); }

@@ -1,0 +1,225 @@
+/* fork(): a child process can use weft after its parent did, through the
+ * pthread_atfork handlers of lib/fork.c. Each test forks its own child,
+ * so it runs whether Check forks or not; the child reports through its
+ * exit status (0: every step worked) and a watchdog alarm turns a hang
+ * into a failure. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "weft.h"
+#include "testutil.h"
+#include "timer.h"
+
+enum { CHILD_ALARM_SECONDS = 20, GOROUTINES = 8 };
+
+/* Steps a child checks; its exit status names the first that failed. */
+enum {
+    CHILD_OK = 0,
+    CHILD_GO = 10,
+    CHILD_CHANNEL,
+    CHILD_COUNT,
+    CHILD_TIMER,
+    CHILD_CTX,
+    CHILD_POOL
+};
+
+static void send_one(void *arg) {
+    int one = 1;
+    weft_chan_send(arg, &one);
+}
+
+/* In the child: start goroutines and hear from each of them; then wait
+ * until only `baseline` goroutines are running. Returns a CHILD_* code. */
+static int goroutines_run_and_end(int baseline) {
+    weft_chan *results = weft_chan_make(sizeof(int), 0);
+    if (!results) return CHILD_CHANNEL;
+    for (int i = 0; i < GOROUTINES; i++)
+        if (weft_go(send_one, results) != 0) return CHILD_GO;
+    int sum = 0, value;
+    for (int i = 0; i < GOROUTINES; i++) {
+        if (weft_chan_recv_until(results, &value, weft_deadline(WEFT_SEC(5))) != 0)
+            return CHILD_CHANNEL;
+        sum += value;
+    }
+    weft_chan_release(results);
+    if (sum != GOROUTINES) return CHILD_CHANNEL;
+    weft_time until = weft_deadline(WEFT_SEC(5));
+    while (weft_goroutines() != baseline)
+        if (weft_now() > until) return CHILD_COUNT;
+    return CHILD_OK;
+}
+
+static int child_runs_goroutines(void) { return goroutines_run_and_end(0); }
+
+/* Fork, run body in the child, and return the child's exit status. */
+static int in_child(int (*body)(void)) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) {
+        alarm(CHILD_ALARM_SECONDS);
+        _exit(body());
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
+/* A parent whose pool has idle threads, and goroutines blocked at the
+ * fork: the child starts from an empty pool. */
+static weft_chan *parked;
+
+static void park_on_channel(void *arg) {
+    (void)arg;
+    int value;
+    weft_chan_recv(parked, &value);
+}
+
+START_TEST(test_child_runs_goroutines_after_parent_used_the_pool) {
+    ck_assert_int_eq(child_runs_goroutines(), CHILD_OK); /* the parent's pool has threads now */
+    parked = weft_chan_make(sizeof(int), 0);
+    ck_assert_ptr_nonnull(parked);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(weft_go(park_on_channel, NULL), 0);
+    while (weft_goroutines() != 3) sleep_ms(1);
+
+    ck_assert_int_eq(in_child(child_runs_goroutines), CHILD_OK);
+
+    ck_assert_int_eq(weft_goroutines(), 3); /* the parent's own are untouched */
+    weft_chan_close(parked);
+    while (weft_goroutines() != 0) sleep_ms(1);
+    weft_chan_release(parked);
+}
+END_TEST
+
+/* A deadline pending in the parent still fires in the child (the timer
+ * thread is started again), and new ones work. */
+static weft_ctx *pending;
+
+static int child_sees_deadlines(void) {
+    weft_chan *done = weft_ctx_done(pending);
+    if (weft_chan_recv_until(done, NULL, weft_deadline(WEFT_SEC(5))) != WEFT_ECLOSED)
+        return CHILD_TIMER;
+    if (weft_ctx_err(pending) != WEFT_ETIMEDOUT) return CHILD_CTX;
+    weft_ctx *fresh = weft_ctx_with_timeout(NULL, WEFT_MS(10));
+    if (!fresh) return CHILD_CTX;
+    weft_chan *never = weft_chan_make(sizeof(int), 0);
+    int value;
+    int result = weft_chan_recv_ctx(never, &value, fresh);
+    weft_chan_release(never);
+    weft_ctx_release(fresh);
+    return result == WEFT_ETIMEDOUT ? CHILD_OK : CHILD_CTX;
+}
+
+START_TEST(test_child_fires_deadlines_pending_at_the_fork) {
+    pending = weft_ctx_with_timeout(NULL, WEFT_MS(100));
+    ck_assert_ptr_nonnull(pending);
+    ck_assert_int_eq(in_child(child_sees_deadlines), CHILD_OK);
+    weft_ctx_cancel(pending);
+    weft_ctx_release(pending);
+}
+END_TEST
+
+/* An explicit pool made before the fork takes new work in the child and
+ * closes there. */
+static weft_pool *explicit_pool;
+
+static int child_uses_explicit_pool(void) {
+    weft_chan *results = weft_chan_make(sizeof(int), 0);
+    if (!results) return CHILD_CHANNEL;
+    for (int i = 0; i < GOROUTINES; i++)
+        if (weft_pool_go(explicit_pool, send_one, results) != 0) return CHILD_GO;
+    int value;
+    for (int i = 0; i < GOROUTINES; i++)
+        if (weft_chan_recv_until(results, &value, weft_deadline(WEFT_SEC(5))) != 0)
+            return CHILD_CHANNEL;
+    weft_chan_release(results);
+    return weft_pool_close(explicit_pool) == 0 ? CHILD_OK : CHILD_POOL;
+}
+
+START_TEST(test_child_uses_and_closes_a_pool_made_before_the_fork) {
+    weft_pool_opts options = {.min_threads = 2, .max_threads = 16};
+    explicit_pool = weft_pool_new(&options);
+    ck_assert_ptr_nonnull(explicit_pool);
+    weft_chan *results = weft_chan_make(sizeof(int), 0);
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(weft_pool_go(explicit_pool, send_one, results), 0);
+    int value;
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(weft_chan_recv(results, &value), 0);
+    weft_chan_release(results);
+
+    ck_assert_int_eq(in_child(child_uses_explicit_pool), CHILD_OK);
+
+    ck_assert_int_eq(weft_pool_close(explicit_pool), 0);
+}
+END_TEST
+
+/* fork from inside a goroutine: the child's copy of that goroutine still
+ * finishes normally and the child's pool keeps working. */
+typedef struct {
+    atomic_int status; /* the child's exit status, -1 until known */
+} fork_from_goroutine;
+
+static void fork_inside(void *arg) {
+    fork_from_goroutine *self = arg;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(CHILD_ALARM_SECONDS);
+        /* This thread is a pooled worker in the child too; other
+         * goroutines must still get threads of their own. */
+        _exit(goroutines_run_and_end(1)); /* 1: this goroutine */
+    }
+    int status = -1;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+        status = WEXITSTATUS(status);
+    else
+        status = 99;
+    atomic_store(&self->status, status);
+}
+
+START_TEST(test_child_forked_inside_a_goroutine_runs_goroutines) {
+    fork_from_goroutine job = {.status = -1};
+    fflush(NULL);
+    ck_assert_int_eq(weft_go(fork_inside, &job), 0);
+    weft_time until = weft_deadline(WEFT_SEC(CHILD_ALARM_SECONDS + 5));
+    while (atomic_load(&job.status) == -1 && weft_now() < until) sleep_ms(5);
+    ck_assert_int_eq(atomic_load(&job.status), 0);
+}
+END_TEST
+
+static Suite *fork_suite(void) {
+    Suite *suite = suite_create("fork");
+    TCase *tc = new_case(suite, "child");
+    tcase_add_test(tc, test_child_runs_goroutines_after_parent_used_the_pool);
+    tcase_add_test(tc, test_child_fires_deadlines_pending_at_the_fork);
+    tcase_add_test(tc, test_child_uses_and_closes_a_pool_made_before_the_fork);
+    tcase_add_test(tc, test_child_forked_inside_a_goroutine_runs_goroutines);
+    return suite;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+int main(void) {
+#ifdef UNDER_TSAN
+    /* ThreadSanitizer refuses to start threads in the child of a
+     * multi-threaded process, which is exactly what these tests do. */
+    puts("test_fork: skipped under ThreadSanitizer (no threads after a multi-threaded fork)");
+    return EXIT_SUCCESS;
+#endif
+    SRunner *runner = srunner_create(fork_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
