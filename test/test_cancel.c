@@ -1162,8 +1162,10 @@ static void run_chan_race(size_t cap, int dir, bool use_select) {
                           result, seen);
         } else {
             int sent = race.partner_results[i];
-            ck_assert_msg(sent == 0 || sent == WEFT_ETIMEDOUT, "round %u: send_until gave %d", i,
-                          sent);
+            /* EAGAIN: the 200 us deadline had passed before the call (a
+             * slow run, valgrind): a send that did not happen either. */
+            ck_assert_msg(sent == 0 || sent == WEFT_ETIMEDOUT || sent == WEFT_EAGAIN,
+                          "round %u: send_until gave %d", i, sent);
             ck_assert_msg(seen == (sent == 0),
                           "round %u: send gave %d, recv_ctx %d, the value was received %d times", i,
                           sent, result, seen);
