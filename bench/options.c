@@ -19,44 +19,50 @@ void options_usage(FILE *out) {
     fprintf(
         out,
         "usage: weft-bench [options]\n"
-        "Channel throughput of weft against a mutex+condvar queue, measured in the same run,\n"
-        "and what weft's contexts cost.\n"
+        "Channel throughput of weft against a mutex+condvar queue, measured in the same run;\n"
+        "Go's runtime channel benchmarks; goroutine spawn against pthread_create+join; and\n"
+        "what weft's contexts cost.\n"
         "\n"
         "  -w, --workload LIST  comma-separated workloads and context cases, or the groups\n"
-        "                       'chan' (every channel workload), 'ctx' (every context case)\n"
-        "                       and 'all' (both; the default); see --list. The context cases\n"
-        "                       run weft alone on one thread, in sizes of their own: --cap,\n"
+        "                       'grid' (seq..select_both, at every --cap), 'go' (Go's\n"
+        "                       runtime benchmarks), 'chan' (every workload: grid, go and\n"
+        "                       spawn), 'ctx' (every context case) and 'all' (the default);\n"
+        "                       see --list. Go's benchmarks and spawn run once, with Go's\n"
+        "                       capacities, whatever --cap says. The context cases run\n"
+        "                       weft alone on one thread, in sizes of their own: --cap,\n"
         "                       --messages and --threads do not apply to them\n"
-        "  -c, --cap LIST       channel capacities: numbers and N (= messages, never fills);\n"
-        "                       default 0,1,N; Go's select benchmarks run only where the\n"
-        "                       list has 1 (they use Go's capacities)\n"
-        "  -m, --messages N     messages per case (k and M suffixes allowed); default %ld,\n"
-        "                       and %ld at capacity 0 and 1, where the condvar baseline\n"
-        "                       sleeps and wakes on every message (not for Go's select\n"
-        "                       benchmarks, select_uncontended and select_nonblock)\n"
-        "  -t, --threads T      producer (and consumer) threads, or the threads of Go's\n"
-        "                       select benchmarks (Go runs GOMAXPROCS: -t $(nproc) to\n"
-        "                       match); default %d\n"
+        "  -c, --cap LIST       the grid's channel capacities: numbers and N (= messages,\n"
+        "                       never fills); default 0,1,N\n"
+        "  -m, --messages N     messages per case (k and M suffixes allowed); default %ld\n"
+        "                       in the grid, %ld at capacity 0 and 1 (where the condvar\n"
+        "                       baseline sleeps and wakes on every message); Go's\n"
+        "                       benchmarks and spawn have their own (see --list)\n"
+        "  -t, --threads T      producer (and consumer) threads, the threads of Go's\n"
+        "                       parallel benchmarks (Go runs GOMAXPROCS: -t $(nproc) to\n"
+        "                       match), the tasks spawned at a time; default %d\n"
         "  -r, --repeat R       runs per case and peer, interleaved; reports median, min,\n"
         "                       max; default %d\n"
-        "  -p, --peers LIST     peers to run: condvar,weft (default both); ratios need condvar;\n"
-        "                       the context cases need weft\n"
+        "  -p, --peers LIST     peers to run: condvar,weft,pthread (default all); ratios\n"
+        "                       need the baseline (condvar; pthread for spawn); the context\n"
+        "                       cases need weft\n"
         "  -f, --format F       table (default), csv or json, on stdout; the context cases\n"
         "                       print as a section of their own (a second CSV block, after\n"
         "                       a blank line; \"context_results\" in JSON)\n"
+        "  -s, --svg FILE       also write a bar chart of the channel cases and spawn\n"
+        "                       (median rate, min-max whiskers, log scale) to FILE, SVG\n"
         "      --timeout S      abort (exit 3) when one run takes longer than S seconds;\n"
         "                       0: never; default %d\n"
         "  -q, --quiet          no progress lines on stderr\n"
         "  -l, --list           list workloads and peers, then exit\n"
         "  -h, --help           this text\n"
         "\n"
-        "Exit status: 0 ok, 1 a run failed (wrong checksum, channel error), 2 bad usage\n"
-        "or no memory or threads to run, 3 a run timed out.\n",
+        "Exit status: 0 ok, 1 a run failed (wrong checksum, channel error) or the chart\n"
+        "could not be written, 2 bad usage or no memory or threads to run, 3 a run timed out.\n",
         DEFAULT_MESSAGES, DEFAULT_SMALL_CAPACITY_MESSAGES, DEFAULT_THREADS, DEFAULT_REPEAT,
         DEFAULT_TIMEOUT_SECONDS);
 }
 
-static int usage_error(const char *format, ...) {
+int options_error(const char *format, ...) {
     va_list arguments;
     va_start(arguments, format);
     fputs("weft-bench: ", stderr);
@@ -91,7 +97,7 @@ static bool parse_count(const char *text, long minimum, long maximum, long *out)
 typedef int accept_item(bench_options *options, const char *item, size_t length);
 
 static int for_each_item(bench_options *options, const char *list, accept_item *accept) {
-    if (*list == '\0') return usage_error("empty list");
+    if (*list == '\0') return options_error("empty list");
     for (const char *item = list;;) {
         const char *comma = strchr(item, ',');
         size_t length = comma ? (size_t)(comma - item) : strlen(item);
@@ -106,26 +112,47 @@ static bool item_is(const char *item, size_t length, const char *word) {
     return strlen(word) == length && strncmp(item, word, length) == 0;
 }
 
+/* Selects every workload for which in_group is true. */
+static void select_workloads(bench_options *options, bool (*in_group)(const bench_workload *)) {
+    for (size_t i = 0; i < workload_count; i++)
+        if (in_group(&workloads[i])) options->workload_selected[i] = true;
+}
+
+static bool in_grid(const bench_workload *workload) { return workload_in_grid(workload); }
+
+static bool in_go(const bench_workload *workload) { return workload->go_reference != NULL; }
+
+static bool in_chan(const bench_workload *workload) {
+    (void)workload;
+    return true;
+}
+
 static int accept_workload(bench_options *options, const char *item, size_t length) {
     bool all = item_is(item, length, "all");
-    if (all || item_is(item, length, "chan"))
-        for (size_t i = 0; i < workload_count; i++) options->workload_selected[i] = true;
+    if (all || item_is(item, length, "chan")) {
+        select_workloads(options, in_chan);
+    } else if (item_is(item, length, "grid")) {
+        select_workloads(options, in_grid);
+    } else if (item_is(item, length, "go")) {
+        select_workloads(options, in_go);
+    } else if (!item_is(item, length, "ctx")) {
+        for (size_t i = 0; i < workload_count; i++) {
+            if (item_is(item, length, workloads[i].name)) {
+                options->workload_selected[i] = true;
+                return 0;
+            }
+        }
+        for (size_t i = 0; i < ctx_case_count; i++) {
+            if (item_is(item, length, ctx_cases[i].name)) {
+                options->ctx_case_selected[i] = true;
+                return 0;
+            }
+        }
+        return options_error("unknown workload '%.*s' (try --list)", (int)length, item);
+    }
     if (all || item_is(item, length, "ctx"))
         for (size_t i = 0; i < ctx_case_count; i++) options->ctx_case_selected[i] = true;
-    if (all || item_is(item, length, "chan") || item_is(item, length, "ctx")) return 0;
-    for (size_t i = 0; i < workload_count; i++) {
-        if (item_is(item, length, workloads[i].name)) {
-            options->workload_selected[i] = true;
-            return 0;
-        }
-    }
-    for (size_t i = 0; i < ctx_case_count; i++) {
-        if (item_is(item, length, ctx_cases[i].name)) {
-            options->ctx_case_selected[i] = true;
-            return 0;
-        }
-    }
-    return usage_error("unknown workload '%.*s' (try --list)", (int)length, item);
+    return 0;
 }
 
 static int accept_peer(bench_options *options, const char *item, size_t length) {
@@ -135,24 +162,24 @@ static int accept_peer(bench_options *options, const char *item, size_t length) 
             return 0;
         }
     }
-    return usage_error("unknown peer '%.*s' (try --list)", (int)length, item);
+    return options_error("unknown peer '%.*s' (try --list)", (int)length, item);
 }
 
 static int accept_capacity(bench_options *options, const char *item, size_t length) {
     char text[32];
     if (length == 0 || length >= sizeof text)
-        return usage_error("bad capacity '%.*s'", (int)length, item);
+        return options_error("bad capacity '%.*s'", (int)length, item);
     memcpy(text, item, length);
     text[length] = '\0';
     long capacity;
     if (strcmp(text, "N") == 0 || strcmp(text, "n") == 0)
         capacity = CAPACITY_MESSAGES;
     else if (!parse_count(text, 0, LONG_MAX / 2, &capacity))
-        return usage_error("bad capacity '%s' (a number or N)", text);
+        return options_error("bad capacity '%s' (a number or N)", text);
     for (size_t i = 0; i < options->capacity_count; i++)
         if (options->capacities[i] == capacity) return 0; /* duplicates run once */
     if (options->capacity_count == MAX_CAPACITIES)
-        return usage_error("more than %d capacities", MAX_CAPACITIES);
+        return options_error("more than %d capacities", MAX_CAPACITIES);
     options->capacities[options->capacity_count++] = capacity;
     return 0;
 }
@@ -166,6 +193,7 @@ typedef enum option_id {
     OPTION_REPEAT,
     OPTION_PEERS,
     OPTION_FORMAT,
+    OPTION_SVG,
     OPTION_TIMEOUT,
     OPTION_QUIET,
     OPTION_LIST,
@@ -183,7 +211,8 @@ static const option_spec option_specs[] = {
     {"workload", 'w', true, OPTION_WORKLOAD}, {"cap", 'c', true, OPTION_CAP},
     {"messages", 'm', true, OPTION_MESSAGES}, {"threads", 't', true, OPTION_THREADS},
     {"repeat", 'r', true, OPTION_REPEAT},     {"peers", 'p', true, OPTION_PEERS},
-    {"format", 'f', true, OPTION_FORMAT},     {"timeout", 0, true, OPTION_TIMEOUT},
+    {"format", 'f', true, OPTION_FORMAT},     {"svg", 's', true, OPTION_SVG},
+    {"timeout", 0, true, OPTION_TIMEOUT},
     {"quiet", 'q', false, OPTION_QUIET},      {"list", 'l', false, OPTION_LIST},
     {"help", 'h', false, OPTION_HELP},
 };
@@ -225,22 +254,22 @@ static int apply(bench_options *options, const option_spec *spec, const char *va
         return for_each_item(options, value, accept_peer);
     case OPTION_MESSAGES:
         if (!parse_count(value, 1, LONG_MAX / 4, &number))
-            return usage_error("bad --messages '%s' (a count >= 1)", value);
+            return options_error("bad --messages '%s' (a count >= 1)", value);
         options->messages = number;
         return 0;
     case OPTION_THREADS:
         if (!parse_count(value, 1, 1024, &number))
-            return usage_error("bad --threads '%s' (1..1024)", value);
+            return options_error("bad --threads '%s' (1..1024)", value);
         options->threads = (int)number;
         return 0;
     case OPTION_REPEAT:
         if (!parse_count(value, 1, 1000, &number))
-            return usage_error("bad --repeat '%s' (1..1000)", value);
+            return options_error("bad --repeat '%s' (1..1000)", value);
         options->repeat = (int)number;
         return 0;
     case OPTION_TIMEOUT:
         if (!parse_count(value, 0, 86400, &number))
-            return usage_error("bad --timeout '%s' (seconds, 0..86400)", value);
+            return options_error("bad --timeout '%s' (seconds, 0..86400)", value);
         options->timeout_seconds = (int)number;
         return 0;
     case OPTION_FORMAT:
@@ -251,13 +280,17 @@ static int apply(bench_options *options, const option_spec *spec, const char *va
         else if (strcmp(value, "json") == 0)
             options->format = FORMAT_JSON;
         else
-            return usage_error("bad --format '%s' (table, csv or json)", value);
+            return options_error("bad --format '%s' (table, csv or json)", value);
+        return 0;
+    case OPTION_SVG:
+        if (*value == '\0') return options_error("bad --svg '' (a file name)");
+        options->svg_path = value;
         return 0;
     case OPTION_QUIET: options->quiet = true; return 0;
     case OPTION_LIST: options->list = true; return 0;
     case OPTION_HELP: options->help = true; return 0;
     }
-    return usage_error("internal: unhandled option");
+    return options_error("internal: unhandled option");
 }
 
 int options_parse(bench_options *options, int argc, char **argv) {
@@ -275,12 +308,12 @@ int options_parse(bench_options *options, int argc, char **argv) {
         const char *argument = argv[index];
         const char *value;
         const option_spec *spec = find_spec(argument, &value);
-        if (spec == NULL) return usage_error("unknown option '%s'", argument);
+        if (spec == NULL) return options_error("unknown option '%s'", argument);
         if (spec->takes_value && value == NULL) {
-            if (index + 1 == argc) return usage_error("%s needs a value", argument);
+            if (index + 1 == argc) return options_error("%s needs a value", argument);
             value = argv[++index];
         } else if (!spec->takes_value && value != NULL) {
-            return usage_error("--%s takes no value", spec->name);
+            return options_error("--%s takes no value", spec->name);
         }
         int result = apply(options, spec, value);
         if (result != 0) return result;
@@ -291,7 +324,8 @@ int options_parse(bench_options *options, int argc, char **argv) {
 long options_messages_for(const bench_options *options, const bench_workload *workload,
                           long capacity) {
     if (options->messages > 0) return options->messages;
-    if (workload->fixed_capacity != ANY_CAPACITY) return DEFAULT_MESSAGES;
+    if (workload->default_messages > 0) return workload->default_messages;
+    if (!workload_in_grid(workload)) return DEFAULT_MESSAGES;
     if (capacity == 0 || capacity == 1) return DEFAULT_SMALL_CAPACITY_MESSAGES;
     return DEFAULT_MESSAGES;
 }

@@ -16,6 +16,9 @@
 #define MAX_CTX_CASES 8
 #define MAX_PEERS 8
 
+/* The grid's messages per case. Go's benchmarks and spawn have defaults
+ * of their own (bench_workload's default_messages), chosen so that each
+ * case takes 0.5-2 s on the 2-CPU project machine. */
 #define DEFAULT_MESSAGES 1000000L
 /* At capacity 0 and 1 the condvar baseline sleeps and wakes on every
  * message (0.03-0.1 M msgs/s on the 2-CPU project machine), so the default
@@ -36,6 +39,7 @@ typedef struct bench_options {
     int repeat;
     int timeout_seconds; /* per run; 0: none */
     report_format format;
+    const char *svg_path; /* --svg: the chart's file; NULL: no chart */
     bool list;
     bool help;
     bool quiet;
@@ -48,12 +52,15 @@ int options_parse(bench_options *options, int argc, char **argv);
 /* The usage text (--help). */
 void options_usage(FILE *out);
 
+/* Prints "weft-bench: <message>" and the usage to stderr; returns 2, the
+ * exit status of bad usage. */
+int options_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
 struct bench_workload;
 
 /* The messages of a case of workload at this capacity entry
- * (CAPACITY_MESSAGES allowed): --messages if given, else the defaults
- * above; DEFAULT_MESSAGES for a workload of fixed capacity (Go's select
- * benchmarks: weft only, tens of ns per message). */
+ * (CAPACITY_MESSAGES allowed): --messages if given, else the workload's
+ * own default (Go's benchmarks, spawn), else the grid's defaults above. */
 long options_messages_for(const bench_options *options, const struct bench_workload *workload,
                           long capacity);
 

@@ -1,6 +1,9 @@
-/* workloads.c — the eight workloads: seq, spsc, mpsc, mpmc (any peer);
- * select_rx, select_both (weft_select); and two of Go's runtime select
- * benchmarks, select_uncontended and select_nonblock (weft_select).
+/* workloads.c — the workloads: the anchors' grid (seq, spsc, mpsc, mpmc
+ * on any channel peer; select_rx, select_both through weft_select), Go's
+ * runtime benchmarks (chan_* on any channel peer where the condvar queue
+ * can do the same, else through weft's own API; select_uncontended and
+ * select_nonblock through weft_select), and spawn (weft_go against
+ * pthread_create + pthread_join).
  *
  * Each producer sends 1..share and each consumer returns the sum of what
  * it received; the runner compares the grand total with share*(share+1)/2
@@ -10,6 +13,7 @@
 #include "workloads.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +35,17 @@ static void check_sum(const char *peer_name, const char *workload_name, long lon
     }
 }
 
+/* result: a WEFT_E* code (negative) or an errno value (positive). */
 static void fail_operation(const char *peer_name, const char *what, int result) {
     fprintf(stderr, "weft-bench: %s: %s failed: %d (%s)\n", peer_name, what, result,
-            result < 0 ? weft_strerror(result) : "error");
+            result < 0 ? weft_strerror(result) : strerror(result));
     exit(1);
+}
+
+/* What each of `parts` threads does: messages / parts, at least one. */
+static long share_of(long messages, long parts) {
+    long share = messages / parts;
+    return share > 0 ? share : 1;
 }
 
 static void *make_channel(const bench_peer *peer, size_t capacity) {
@@ -134,7 +145,7 @@ static long run_spsc(const workload_params *params) {
 static long run_mpsc(const workload_params *params) {
     const bench_peer *peer = params->peer;
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     void *channel = make_channel(peer, params->capacity);
     endpoint producer = {peer, channel, share, 0}; /* read-only: shared by all producers */
     pthread_t thread[threads];
@@ -150,7 +161,7 @@ static long run_mpsc(const workload_params *params) {
 static long run_mpmc(const workload_params *params) {
     const bench_peer *peer = params->peer;
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     void *channel = make_channel(peer, params->capacity);
     endpoint producer = {peer, channel, share, 0};
     endpoint consumer[threads];
@@ -252,7 +263,7 @@ static void *select_receiver_main(void *argument) {
  * receives everything by selecting over the T channels. */
 static long run_select_rx(const workload_params *params) {
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     weft_chan **channels = make_weft_channels(threads, params->capacity);
     selector producer[threads];
     pthread_t thread[threads];
@@ -271,7 +282,7 @@ static long run_select_rx(const workload_params *params) {
  * over the same T channels. */
 static long run_select_both(const workload_params *params) {
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     weft_chan **channels = make_weft_channels(threads, params->capacity);
     selector producer = {channels, threads, share, 0};
     selector consumer[threads];
@@ -299,7 +310,7 @@ static long run_select_both(const workload_params *params) {
  * GOMAXPROCS goroutines share b.N iterations; here T threads share the
  * messages, one message being one iteration. Their channels have the
  * capacities Go gives them, whatever --cap says (bench_workload's
- * fixed_capacity). */
+ * fixed_capacity). The channel benchmarks below share check_count. */
 
 /* Exits unless count (of select outcomes) is what the workload implies. */
 static void check_count(const char *workload_name, const char *what, long got, long want) {
@@ -354,7 +365,7 @@ static void *ping_pong_main(void *argument) {
 /* T threads, each selecting over its own pair of capacity-1 channels. */
 static long run_select_uncontended(const workload_params *params) {
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     ping_pong player[threads];
     pthread_t thread[threads];
     for (int i = 0; i < threads; i++) {
@@ -412,7 +423,7 @@ static void *nonblocker_main(void *argument) {
 /* T threads run the four non-blocking selects on four shared channels. */
 static long run_select_nonblock(const workload_params *params) {
     int threads = params->threads;
-    long share = params->messages / threads, total = share * threads;
+    long share = share_of(params->messages, threads), total = share * threads;
     weft_chan **unbuffered = make_weft_channels(2, 0), **buffered = make_weft_channels(2, 1);
     weft_chan *channels[NONBLOCK_SELECTS] = {unbuffered[0], unbuffered[1], buffered[0],
                                              buffered[1]};
@@ -440,25 +451,410 @@ static long run_select_nonblock(const workload_params *params) {
     return total;
 }
 
+/* ---- Go's runtime channel benchmarks ------------------------------------ */
+
+/* The rest of Go's chan_test.go benchmarks that a channel user meets. Those
+ * under b.RunParallel split the messages evenly over T threads (Go hands
+ * out b.N in grains to GOMAXPROCS goroutines); ns per message is wall time
+ * over all messages of all threads, as Go's ns/op is. Where Go sends 0 or
+ * an empty struct, these send 1, 2, 3, ... so that the run can check the
+ * sum of what came out. Each runs on any channel peer (the condvar queue
+ * included) but chan_nonblocking, which needs a non-blocking receive. */
+
+/* ChanUncontended and ChanContended: one of Go's ops is this many sends,
+ * then as many receives. */
+enum { GO_BATCH = 100 };
+
+/* One of the T threads of a b.RunParallel benchmark. */
+typedef struct parallel_part {
+    const bench_peer *peer;
+    void *channel;   /* shared by every part; NULL: each makes its own */
+    size_t capacity; /* of the channels a part makes */
+    long count;      /* iterations: messages of this part */
+    long long sum;   /* out: the sum of what it received, or a count */
+} parallel_part;
+
+/* Runs body on T threads of `share` iterations each; returns the sum of
+ * their sums. */
+static long long run_parallel(const workload_params *params, void *channel, long share,
+                              void *(*body)(void *)) {
+    int threads = params->threads;
+    parallel_part part[threads];
+    pthread_t thread[threads];
+    for (int i = 0; i < threads; i++) {
+        part[i] = (parallel_part){params->peer, channel, params->capacity, share, 0};
+        start_thread(&thread[i], body, &part[i]);
+    }
+    long long sum = 0;
+    for (int i = 0; i < threads; i++) {
+        join_thread(thread[i]);
+        sum += part[i].sum;
+    }
+    return sum;
+}
+
+/* BenchmarkChanNonblocking: `select { case <-myc: default: }` on an
+ * unbuffered channel that nobody sends on; Go compiles a one-case select
+ * with default into a non-blocking receive, weft_chan_try_recv. Every
+ * try must say WEFT_EAGAIN; the part counts them. */
+static void *nonblocking_main(void *argument) {
+    parallel_part *self = argument;
+    weft_chan *channel = self->channel;
+    long value, defaults = 0;
+    for (long i = 0; i < self->count; i++) {
+        int result = weft_chan_try_recv(channel, &value);
+        if (result != WEFT_EAGAIN) fail_operation("weft", "try_recv on an idle channel", result);
+        defaults++;
+    }
+    self->sum = defaults;
+    return NULL;
+}
+
+static long run_chan_nonblocking(const workload_params *params) {
+    long share = share_of(params->messages, params->threads), total = share * params->threads;
+    weft_chan **channel = make_weft_channels(1, 0);
+    long long defaults = run_parallel(params, channel[0], share, nonblocking_main);
+    release_weft_channels(channel, 1);
+    check_count("chan_nonblocking", "receives that found nothing", (long)defaults, total);
+    return total;
+}
+
+/* BenchmarkChanUncontended (a channel of capacity 100 per part) and
+ * BenchmarkChanContended (one of capacity 100T, shared): each op sends
+ * 100 values, then receives 100. In the shared channel a part may receive
+ * other parts' values, but never waits: while it receives, every part
+ * has sent at least as many as it received in its current op. */
+static void *batches_main(void *argument) {
+    parallel_part *self = argument;
+    const bench_peer *peer = self->peer;
+    void *channel = self->channel ? self->channel : make_channel(peer, self->capacity);
+    long value = 0;
+    long long sum = 0;
+    for (long batch = 0; batch < self->count / GO_BATCH; batch++) {
+        for (int i = 0; i < GO_BATCH; i++) send_one(peer, channel, ++value);
+        for (int i = 0; i < GO_BATCH; i++) sum += receive_one(peer, channel);
+    }
+    if (self->channel == NULL) peer->release(channel);
+    self->sum = sum;
+    return NULL;
+}
+
+/* The messages of a part of chan_uncontended or chan_contended: whole ops. */
+static long batch_share(const workload_params *params) {
+    return GO_BATCH * share_of(params->messages, (long)params->threads * GO_BATCH);
+}
+
+static long run_chan_uncontended(const workload_params *params) {
+    long share = batch_share(params), total = share * params->threads;
+    long long sum = run_parallel(params, NULL, share, batches_main);
+    check_sum(params->peer->name, "chan_uncontended", sum, params->threads * triangle(share));
+    return total;
+}
+
+static long run_chan_contended(const workload_params *params) {
+    long share = batch_share(params), total = share * params->threads;
+    void *channel = make_channel(params->peer, params->capacity);
+    long long sum = run_parallel(params, channel, share, batches_main);
+    params->peer->release(channel);
+    check_sum(params->peer->name, "chan_contended", sum, params->threads * triangle(share));
+    return total;
+}
+
+/* BenchmarkChanSem: a channel of capacity GOMAXPROCS (T) as a counting
+ * semaphore; each op acquires (sends) and releases (receives). T parts
+ * and T slots: nobody waits. */
+static void *semaphore_main(void *argument) {
+    parallel_part *self = argument;
+    long long sum = 0;
+    for (long value = 1; value <= self->count; value++) {
+        send_one(self->peer, self->channel, value);
+        sum += receive_one(self->peer, self->channel);
+    }
+    self->sum = sum;
+    return NULL;
+}
+
+static long run_chan_sem(const workload_params *params) {
+    long share = share_of(params->messages, params->threads), total = share * params->threads;
+    void *channel = make_channel(params->peer, params->capacity);
+    long long sum = run_parallel(params, channel, share, semaphore_main);
+    params->peer->release(channel);
+    check_sum(params->peer->name, "chan_sem", sum, params->threads * triangle(share));
+    return total;
+}
+
+/* BenchmarkChanCreation: each op makes a channel of capacity 1, sends one
+ * value, receives it, and drops the channel (here: releases it). */
+static void *creation_main(void *argument) {
+    parallel_part *self = argument;
+    long long sum = 0;
+    for (long value = 1; value <= self->count; value++) {
+        void *channel = make_channel(self->peer, self->capacity);
+        send_one(self->peer, channel, value);
+        sum += receive_one(self->peer, channel);
+        self->peer->release(channel);
+    }
+    self->sum = sum;
+    return NULL;
+}
+
+static long run_chan_creation(const workload_params *params) {
+    long share = share_of(params->messages, params->threads), total = share * params->threads;
+    long long sum = run_parallel(params, NULL, share, creation_main);
+    check_sum(params->peer->name, "chan_creation", sum, params->threads * triangle(share));
+    return total;
+}
+
+/* BenchmarkChanSync: two goroutines pass values back and forth over one
+ * unbuffered channel, one receiving first, the other sending first; one
+ * op of Go's is one hand-off. Here the calling thread sends 1..n and
+ * receives each back from an echo thread: 2n hand-offs. */
+static void *echo_main(void *argument) {
+    endpoint *self = argument;
+    long long sum = 0;
+    for (long i = 0; i < self->count; i++) {
+        long value = receive_one(self->peer, self->channel);
+        sum += value;
+        send_one(self->peer, self->channel, value);
+    }
+    self->sum = sum;
+    return NULL;
+}
+
+static long run_chan_sync(const workload_params *params) {
+    const bench_peer *peer = params->peer;
+    long rounds = share_of(params->messages, 2);
+    void *channel = make_channel(peer, params->capacity);
+    endpoint echo = {peer, channel, rounds, 0};
+    pthread_t thread;
+    start_thread(&thread, echo_main, &echo);
+    long long sum = 0;
+    for (long value = 1; value <= rounds; value++) {
+        send_one(peer, channel, value);
+        sum += receive_one(peer, channel);
+    }
+    join_thread(thread);
+    peer->release(channel);
+    check_sum(peer->name, "chan_sync (echoed)", sum, triangle(rounds));
+    check_sum(peer->name, "chan_sync (echo thread)", echo.sum, triangle(rounds));
+    return 2 * rounds;
+}
+
+/* benchmarkChanProdCons(chanSize, localWork = 0): GOMAXPROCS (T)
+ * producers and as many consumers on one channel; each producer sends its
+ * share and then a 0, and a consumer stops at the first 0 it receives, so
+ * each consumer gets exactly one of the T zeros. Go's three
+ * ChanProdCons benchmarks do no work between operations (localWork is
+ * 0; the ChanProdConsWork ones add 100 iterations of it). */
+static void *terminated_producer_main(void *argument) {
+    endpoint *self = argument;
+    for (long value = 1; value <= self->count; value++) send_one(self->peer, self->channel, value);
+    send_one(self->peer, self->channel, 0);
+    return NULL;
+}
+
+static void *terminated_consumer_main(void *argument) {
+    endpoint *self = argument;
+    long long sum = 0;
+    for (;;) {
+        long value = receive_one(self->peer, self->channel);
+        if (value == 0) break;
+        sum += value;
+    }
+    self->sum = sum;
+    return NULL;
+}
+
+static long run_chan_prodcons(const workload_params *params) {
+    const bench_peer *peer = params->peer;
+    int threads = params->threads;
+    long share = share_of(params->messages, threads), total = share * threads;
+    void *channel = make_channel(peer, params->capacity);
+    endpoint producer = {peer, channel, share, 0}; /* read-only: shared by all producers */
+    endpoint consumer[threads];
+    pthread_t producer_thread[threads], consumer_thread[threads];
+    for (int i = 0; i < threads; i++) {
+        consumer[i] = (endpoint){peer, channel, 0, 0};
+        start_thread(&consumer_thread[i], terminated_consumer_main, &consumer[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        start_thread(&producer_thread[i], terminated_producer_main, &producer);
+    long long sum = 0;
+    for (int i = 0; i < threads; i++) join_thread(producer_thread[i]);
+    for (int i = 0; i < threads; i++) {
+        join_thread(consumer_thread[i]);
+        sum += consumer[i].sum;
+    }
+    peer->release(channel);
+    check_sum(peer->name, "chan_prodcons", sum, threads * triangle(share));
+    return total;
+}
+
+/* ---- spawn --------------------------------------------------------------- */
+
+/* The task: all but empty, one relaxed add, so that the run can check
+ * that every task ran (the wait orders it before the check). */
+static void count_task(void *argument) {
+    atomic_fetch_add_explicit((atomic_long *)argument, 1, memory_order_relaxed);
+}
+
+/* T tasks started, then waited for, again and again: weft_go and a
+ * WaitGroup against pthread_create and pthread_join. One message is one
+ * task. */
+static long run_spawn(const workload_params *params) {
+    const bench_peer *peer = params->peer;
+    int batch = params->threads;
+    long batches = share_of(params->messages, batch), total = batches * batch;
+    atomic_long ran = 0;
+    for (long i = 0; i < batches; i++) {
+        int result = peer->spawn(batch, count_task, &ran);
+        if (result != 0) {
+            fprintf(stderr, "weft-bench: %s: cannot start a task: %s\n", peer->name,
+                    result < 0 ? weft_strerror(result) : strerror(result));
+            exit(2);
+        }
+    }
+    check_count("spawn", "tasks that ran", atomic_load(&ran), total);
+    return total;
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 const bench_workload workloads[] = {
-    {"seq", "one thread sends every message, then receives them (capacity >= messages only)", false,
-     true, ANY_CAPACITY, run_seq},
-    {"spsc", "1 producer thread, the main thread receives", false, false, ANY_CAPACITY, run_spsc},
-    {"mpsc", "T producer threads, the main thread receives", false, false, ANY_CAPACITY, run_mpsc},
-    {"mpmc", "T producer threads, T consumer threads, one channel", false, false, ANY_CAPACITY,
-     run_mpmc},
-    {"select_rx", "T producers, one channel each; the main thread selects over the T channels",
-     true, false, ANY_CAPACITY, run_select_rx},
-    {"select_both", "T producers select-send, T consumers select-receive, over T channels", true,
-     false, ANY_CAPACITY, run_select_both},
-    {"select_uncontended",
-     "Go's SelectUncontended: T threads each select over 2 private capacity-1 channels", true,
-     false, 1, run_select_uncontended},
-    {"select_nonblock",
-     "Go's SelectNonblock: T threads, 4 WEFT_NOWAIT selects over 4 shared channels, caps 0,0,1,1",
-     true, false, 1, run_select_nonblock},
+    /* the anchors' grid */
+    {.name = "seq",
+     .summary = "one thread sends every message, then receives them (capacity >= messages only)",
+     .needs = PEER_CHANNEL,
+     .needs_full_buffer = true,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_seq},
+    {.name = "spsc",
+     .summary = "1 producer thread, the main thread receives",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_spsc},
+    {.name = "mpsc",
+     .summary = "T producer threads, the main thread receives",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_mpsc},
+    {.name = "mpmc",
+     .summary = "T producer threads, T consumer threads, one channel",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_mpmc},
+    {.name = "select_rx",
+     .summary = "T producers, one channel each; the main thread selects over the T channels",
+     .needs = PEER_WEFT,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_select_rx},
+    {.name = "select_both",
+     .summary = "T producers select-send, T consumers select-receive, over T channels",
+     .needs = PEER_WEFT,
+     .fixed_capacity = ANY_CAPACITY,
+     .run = run_select_both},
+    /* Go's runtime benchmarks */
+    {.name = "chan_nonblocking",
+     .summary = "Go's ChanNonblocking: T threads try_recv on one shared unbuffered channel that "
+                "never has a sender (Go: select with default); msg = one try",
+     .go_reference = "1.77 ns/msg (an op is one try)",
+     .needs = PEER_WEFT,
+     .fixed_capacity = 0,
+     .default_messages = 20000000,
+     .run = run_chan_nonblocking},
+    {.name = "chan_uncontended",
+     .summary = "Go's ChanUncontended: T threads, each with its own capacity-100 channel, send "
+                "100 values, then receive 100; msg = one value sent and received",
+     .go_reference = "45.8 ns/msg (4581 ns/op, an op being 100 msgs)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = GO_BATCH,
+     .default_messages = 4000000,
+     .run = run_chan_uncontended},
+    {.name = "chan_contended",
+     .summary = "Go's ChanContended: the same on one channel of capacity 100T shared by the T "
+                "threads; msg = one value sent and received",
+     .go_reference = "39.9 ns/msg (3990 ns/op, an op being 100 msgs)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = GO_BATCH,
+     .capacity_per_thread = true,
+     .capacity_label = "100T",
+     .default_messages = 1000000,
+     .run = run_chan_contended},
+    {.name = "chan_sync",
+     .summary = "Go's ChanSync: 2 threads (always) pass values back and forth over an unbuffered "
+                "channel; msg = one hand-off",
+     .go_reference = "229 ns/msg (an op is one hand-off)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 0,
+     .fixed_threads = 2,
+     .default_messages = 40000,
+     .run = run_chan_sync},
+    {.name = "chan_prodcons0",
+     .summary = "Go's ChanProdCons0: T producers, T consumers, one unbuffered channel, no work "
+                "between operations; msg = one value",
+     .go_reference = "209 ns/msg (an op is one value)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 0,
+     .default_messages = 40000,
+     .run = run_chan_prodcons},
+    {.name = "chan_prodcons10",
+     .summary = "Go's ChanProdCons10: the same with a channel of capacity 10",
+     .go_reference = "144 ns/msg (an op is one value)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 10,
+     .default_messages = 200000,
+     .run = run_chan_prodcons},
+    {.name = "chan_prodcons100",
+     .summary = "Go's ChanProdCons100: the same with a channel of capacity 100",
+     .go_reference = "100 ns/msg (an op is one value)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 100,
+     .default_messages = 1000000,
+     .run = run_chan_prodcons},
+    {.name = "chan_sem",
+     .summary = "Go's ChanSem: T threads send, then receive, on one channel of capacity T, which "
+                "never blocks (Go sends empty structs, these longs); msg = one send + receive",
+     .go_reference = "67 ns/msg (an op is one send + receive)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 1,
+     .capacity_per_thread = true,
+     .capacity_label = "T",
+     .default_messages = 2000000,
+     .run = run_chan_sem},
+    {.name = "chan_creation",
+     .summary = "Go's ChanCreation: T threads make a capacity-1 channel, send, receive and "
+                "release it; msg = all four",
+     .go_reference = "187 ns/msg (an op is all four)",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = 1,
+     .default_messages = 2000000,
+     .run = run_chan_creation},
+    {.name = "select_uncontended",
+     .summary = "Go's SelectUncontended: T threads each select over 2 private capacity-1 "
+                "channels, then send on the other; msg = one select + send",
+     .go_reference = "38.4 ns/msg (an op is one select + send)",
+     .needs = PEER_WEFT,
+     .fixed_capacity = 1,
+     .default_messages = 2000000,
+     .run = run_select_uncontended},
+    {.name = "select_nonblock",
+     .summary = "Go's SelectNonblock: T threads, 4 WEFT_NOWAIT selects over 4 shared channels, "
+                "caps 0,0,1,1; msg = the 4 selects",
+     .go_reference = "8.14 ns/msg (an op is the 4 selects)",
+     .needs = PEER_WEFT,
+     .fixed_capacity = 1,
+     .capacity_label = "0/1",
+     .default_messages = 2000000,
+     .run = run_select_nonblock},
+    /* goroutines */
+    {.name = "spawn",
+     .summary = "T tasks started, then waited for, repeatedly: weft_go + a WaitGroup vs "
+                "pthread_create + pthread_join, of a function that adds 1; msg = one task",
+     .needs = PEER_SPAWN,
+     .fixed_capacity = 0,
+     .capacity_label = "-",
+     .default_messages = 20000,
+     .run = run_spawn},
 };
 
 const size_t workload_count = sizeof workloads / sizeof workloads[0];
@@ -469,11 +865,17 @@ const bench_workload *workload_find(const char *name) {
     return NULL;
 }
 
+bool workload_in_grid(const bench_workload *workload) {
+    return workload->fixed_capacity == ANY_CAPACITY;
+}
+
+int workload_threads(const bench_workload *workload, int threads) {
+    return workload->fixed_threads > 0 ? workload->fixed_threads : threads;
+}
+
 bool workload_applies(const bench_workload *workload, const bench_peer *peer, size_t capacity,
                       long messages) {
-    if (workload->uses_select && !peer->has_select) return false;
+    if ((peer->provides & workload->needs) != workload->needs) return false;
     if (workload->needs_full_buffer && capacity < (size_t)messages) return false;
-    if (workload->fixed_capacity != ANY_CAPACITY && capacity != (size_t)workload->fixed_capacity)
-        return false;
     return true;
 }

@@ -1,14 +1,20 @@
 /* workloads.h — the workload table of weft-bench.
  *
- * The workloads are those of crossbeam-channel's benchmark suite (and of
- * the anchors in shared/anchors): a message is one long; producers send
- * 1..M (M = their share of the messages), consumers add up what they
- * receive, and every run checks the total. Two more are Go's runtime
- * select benchmarks (src/runtime/chan_test.go), where a message is one
- * iteration of the benchmark's loop and the run checks what the selects
- * chose. A run covers channel creation, thread start, the transfer, join
- * and channel release, so the caller times the whole call. Threads are
- * plain pthreads. */
+ * Three families:
+ *   - the grid of the anchors (shared/anchors, after crossbeam-channel's
+ *     benchmark suite): seq, spsc, mpsc, mpmc, select_rx, select_both, at
+ *     every capacity of --cap. A message is one long; producers send 1..M
+ *     (M = their share of the messages), consumers add up what they
+ *     receive, and every run checks the total.
+ *   - Go's runtime benchmarks that matter to channel users
+ *     (src/runtime/chan_test.go): chan_* and select_*. They make channels
+ *     of the capacities Go gives them and run once, whatever --cap says.
+ *     What a "message" is depends on the benchmark (--list says); the run
+ *     checks what went through or what the operations returned.
+ *   - spawn: starting a task and waiting for it, weft_go against
+ *     pthread_create + pthread_join.
+ * A run covers channel creation, thread start, the work, join and channel
+ * release, so the caller times the whole call. Threads are plain pthreads. */
 #ifndef WEFT_BENCH_WORKLOADS_H
 #define WEFT_BENCH_WORKLOADS_H
 
@@ -19,8 +25,8 @@
 
 typedef struct workload_params {
     const bench_peer *peer;
-    size_t capacity; /* of every channel the workload makes */
-    long messages;   /* requested; threaded workloads round down to a multiple of threads */
+    size_t capacity; /* of the channels the workload makes (Go's: what the table says) */
+    long messages;   /* requested; workloads round to whole shares, at least one each */
     int threads;     /* T */
 } workload_params;
 
@@ -33,14 +39,22 @@ typedef long workload_run(const workload_params *params);
 
 typedef struct bench_workload {
     const char *name;
-    const char *summary;    /* one line for --list */
-    bool uses_select;       /* only for peers with has_select */
+    const char *summary; /* one line for --list: what runs, and what a message is */
+    /* Go 1.19 on the project machine (go test -bench, GOMAXPROCS=2), in ns
+     * per message as this workload counts them, and how Go counts its op;
+     * NULL: not one of Go's benchmarks. For --list. */
+    const char *go_reference;
+    unsigned needs;         /* the PEER_* capability a peer must provide to run it */
     bool needs_full_buffer; /* only where capacity >= messages (seq) */
-    /* ANY_CAPACITY: runs at every --cap entry with channels of that
-     * capacity. Otherwise the workload makes channels of the capacities Go's
-     * benchmark uses, and runs only where --cap lists this capacity, so that
-     * the default grid runs it once. */
+    /* ANY_CAPACITY: a grid workload, run at every --cap entry with
+     * channels of that capacity. Otherwise the capacity Go's benchmark
+     * gives its channel (times T when capacity_per_thread: Go's
+     * GOMAXPROCS); the workload runs once, whatever --cap says. */
     long fixed_capacity;
+    bool capacity_per_thread;
+    const char *capacity_label; /* for the report when fixed ("100T", "0/1", "-"); NULL: the number */
+    int fixed_threads;          /* 0: --threads; else always this many (Go's ChanSync: 2) */
+    long default_messages;      /* without --messages; 0: the grid's defaults */
     workload_run *run;
 } bench_workload;
 
@@ -49,6 +63,12 @@ extern const size_t workload_count;
 
 /* The workload called name, or NULL. */
 const bench_workload *workload_find(const char *name);
+
+/* Whether the workload is in the grid (runs at every --cap entry). */
+bool workload_in_grid(const bench_workload *workload);
+
+/* The threads a case of workload runs with, given --threads. */
+int workload_threads(const bench_workload *workload, int threads);
 
 /* Whether the workload runs on this peer at this capacity. */
 bool workload_applies(const bench_workload *workload, const bench_peer *peer, size_t capacity,

@@ -117,12 +117,16 @@ typedef struct worker {
      * is toward the top, the more recently idle). */
     bool idle;
     struct worker *above, *below;
+    /* Under the mutex: every worker of the pool, so that a forked child
+     * can free those whose threads did not survive. */
+    struct worker *next, *previous;
 } worker;
 
 struct weft_pool {
     pthread_mutex_t mutex;  /* protects the fields marked "mutex" */
     pthread_cond_t drained; /* broadcast when running drops to 0 while closing */
     worker *idle;           /* mutex: top of the idle stack, the most recently idle */
+    worker *workers;        /* mutex: every worker (the `next` list) */
     int threads;            /* mutex: workers that exist (idle, running, or starting) */
     int running;            /* mutex: workers holding a task */
     long numbered;          /* mutex: thread numbers handed out, for names */
@@ -195,6 +199,21 @@ static void idle_remove(weft_pool *pool, worker *self) {
     if (self->below) self->below->above = self->above;
     self->above = self->below = NULL;
     self->idle = false;
+}
+
+static void workers_add(weft_pool *pool, worker *self) {
+    self->previous = NULL;
+    self->next = pool->workers;
+    if (pool->workers) pool->workers->previous = self;
+    pool->workers = self;
+}
+
+static void workers_remove(weft_pool *pool, worker *self) {
+    if (self->previous)
+        self->previous->next = self->next;
+    else
+        pool->workers = self->next;
+    if (self->next) self->next->previous = self->previous;
 }
 
 /* ---- Options ---- */
@@ -288,6 +307,7 @@ static bool wait_for_task(weft_pool *pool, worker *self, weft_time deadline) {
         pthread_mutex_lock(&pool->mutex);
         if (self->idle && pool->threads > pool->min_threads) {
             idle_remove(pool, self);
+            workers_remove(pool, self);
             pool->threads--;
             pthread_mutex_unlock(&pool->mutex);
             return false;
@@ -321,6 +341,7 @@ static void *worker_main(void *argument) {
         if (pool->running == 0 && pool->closing) pthread_cond_broadcast(&pool->drained);
         atomic_fetch_sub_explicit(&goroutines, 1, memory_order_release);
         if (!self->parker) {
+            workers_remove(pool, self);
             pool->threads--;
             pthread_mutex_unlock(&pool->mutex);
             leave(self);
@@ -362,6 +383,9 @@ static int start_worker(weft_pool *pool, long number, weft_fn fn, void *arg) {
         self->number = number;
         self->fn = fn;
         self->arg = arg;
+        pthread_mutex_lock(&pool->mutex);
+        workers_add(pool, self);
+        pthread_mutex_unlock(&pool->mutex);
         pthread_t thread;
         int error = fail_this_thread_create()
                         ? EAGAIN
@@ -369,14 +393,15 @@ static int start_worker(weft_pool *pool, long number, weft_fn fn, void *arg) {
         /* On success the worker may already have run fn, gone idle and
          * been closed and freed with the pool: touch neither from here. */
         if (error == 0) return 0;
-        weft__free(self);
     }
     pthread_mutex_lock(&pool->mutex);
+    if (self) workers_remove(pool, self);
     pool->threads--;
     pool->running--;
     if (pool->running == 0 && pool->closing) pthread_cond_broadcast(&pool->drained);
     atomic_fetch_sub_explicit(&goroutines, 1, memory_order_release);
     pthread_mutex_unlock(&pool->mutex);
+    weft__free(self);
     return WEFT_ENOMEM;
 }
 
@@ -521,14 +546,22 @@ void weft__pool_fork_parent(void) {
 }
 
 /* Only the forking thread lives on. Every pool forgets its other threads
- * (their worker records are left allocated: nothing may free them
- * safely) and its goroutines, except the one the forking thread itself
- * may be running, which still ends in worker_main as usual. A close in
+ * (freeing their workers and recycling their parkers, which nothing in
+ * the child can reach any more) and its goroutines, except the one the
+ * forking thread itself may be running, which still ends in worker_main
+ * as usual. A close in
  * progress in the parent is not carried over (its thread is gone). */
 void weft__pool_fork_child(void) {
     int survivors = 0;
     for (weft_pool *pool = pools; pool; pool = pool->next_pool) {
         bool ours = current_worker && current_worker->pool == pool;
+        for (worker *each = pool->workers, *next; each; each = next) {
+            next = each->next;
+            if (each == current_worker) continue;
+            workers_remove(pool, each);
+            if (each->parker) weft__parker_recycle(each->parker);
+            weft__free(each);
+        }
         pool->idle = NULL;
         pool->threads = ours ? 1 : 0;
         pool->running = ours ? 1 : 0;

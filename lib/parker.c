@@ -42,6 +42,8 @@ static void recycle(void *arg) {
     pthread_mutex_unlock(&pool_lock);
 }
 
+void weft__parker_recycle(weft__parker *parker) { recycle(parker); }
+
 static void make_exit_key(void) {
     if (pthread_key_create(&exit_key, recycle) != 0) abort();
 }

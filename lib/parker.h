@@ -54,6 +54,10 @@ typedef struct weft__parker {
  * allocation failed (callers report WEFT_ENOMEM). */
 weft__parker *weft__parker_self(void);
 
+/* Put the parker of a thread that no longer exists (a forked child's
+ * lost threads) back for reuse. */
+void weft__parker_recycle(weft__parker *parker);
+
 /* Owner: start a new wait. Resets the claim word to WEFT__UNCLAIMED.
  * Must only be called when no waiter of the previous wait is published. */
 static inline void weft__parker_arm(weft__parker *parker) {
