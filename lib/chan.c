@@ -512,6 +512,7 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         return 0;
     }
     if (closed) return WEFT_ECLOSED;
+    weft__parker_note(self, dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
     if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
         if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
             weft__chan_unregister(channel, dir, waiter);

@@ -84,6 +84,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "deadlock.h"
 #include "fork.h"
 #include "go_internal.h"
 #include "panic.h"
@@ -344,16 +345,19 @@ static void *worker_main(void *argument) {
             workers_remove(pool, self);
             pool->threads--;
             pthread_mutex_unlock(&pool->mutex);
+            if (weft__deadlock_enabled()) weft__deadlock_goroutine_ended();
             leave(self);
             return NULL;
         }
         self->fn = NULL;
         self->arg = NULL;
         weft__parker_arm(self->parker);
+        weft__parker_note(self->parker, NULL, NULL); /* idle: never counted as asleep */
         idle_push(pool, self);
         weft_time deadline =
             pool->threads > pool->min_threads ? weft_deadline(pool->idle_timeout) : WEFT_FOREVER;
         pthread_mutex_unlock(&pool->mutex);
+        if (weft__deadlock_enabled()) weft__deadlock_goroutine_ended();
 
         if (!wait_for_task(pool, self, deadline)) {
             leave(self);
@@ -402,6 +406,7 @@ static int start_worker(weft_pool *pool, long number, weft_fn fn, void *arg) {
     atomic_fetch_sub_explicit(&goroutines, 1, memory_order_release);
     pthread_mutex_unlock(&pool->mutex);
     weft__free(self);
+    if (weft__deadlock_enabled()) weft__deadlock_goroutine_ended();
     return WEFT_ENOMEM;
 }
 
@@ -510,6 +515,10 @@ int weft_go(weft_fn fn, void *arg) {
 }
 
 int weft_goroutines(void) { return atomic_load_explicit(&goroutines, memory_order_acquire); }
+
+/* For deadlock.c: an idle worker parks with no description, so any
+ * described park on a pooled thread is a goroutine's. */
+bool weft__go_in_goroutine(void) { return current_worker != NULL; }
 
 /* ---- Test hooks (go_internal.h) ---- */
 

@@ -162,7 +162,7 @@ static int lock_slow(weft_mutex *m, weft_time deadline, weft_ctx *ctx) {
             weft__sync_queue_push(&m->queue, &waiter.base);
         weft__sync_unlock(&m->lock);
 
-        int error = weft__sync_park(&waiter.base, deadline, ctx);
+        int error = weft__sync_park(&waiter.base, deadline, ctx, "weft_mutex_lock", m);
         if (error) {
             weft__sync_lock(&m->lock);
             weft__sync_queue_remove(&m->queue, &waiter.base);

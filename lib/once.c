@@ -50,7 +50,7 @@ static void wait_done(weft_once *once) {
     weft__sync_queue_push(&once->queue, &waiter);
     weft__sync_unlock(&once->lock);
     /* No deadline, and no other wake source may claim this wait. */
-    weft__sync_park(&waiter, WEFT_FOREVER, NULL);
+    weft__sync_park(&waiter, WEFT_FOREVER, NULL, "weft_once_do", once);
 }
 
 void weft_once_do(weft_once *once, weft_fn fn, void *arg) {

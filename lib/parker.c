@@ -6,6 +6,11 @@
  *   SLEEPING -> NOTIFIED   unparker (exchange), then lock + signal + unlock
  *   SLEEPING -> EMPTY      owner, under the mutex, on deadline
  *   NOTIFIED -> EMPTY      owner, consuming the unpark
+ * With deadlock detection on (deadlock.h), a described wait with no
+ * deadline sleeps in a counted state instead of SLEEPING, one per kind of
+ * thread, so that the unparker's exchange alone says what to uncount:
+ *   EMPTY    -> ASLEEP_*   owner, under the mutex and the registry lock
+ *   ASLEEP_* -> NOTIFIED   unparker (exchange), uncounts, then signals
  * The owner only moves EMPTY -> SLEEPING with a CAS under the mutex, and the
  * unparker signals under the same mutex, so a signal cannot fall between the
  * owner's check and its cond_wait. The unparker's exchange is seq_cst and
@@ -18,15 +23,19 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "backoff.h"
+#include "deadlock.h"
 #include "fork.h"
 #include "parker.h"
 #include "time_internal.h"
 
-enum { EMPTY, SLEEPING, NOTIFIED };
+/* Every state from SLEEPING on means "the owner waits on the condvar". */
+enum { EMPTY, NOTIFIED, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__parker *pool_free; /* recycled parkers, under pool_lock */
@@ -68,9 +77,17 @@ fail_attributes:
     return NULL;
 }
 
+/* The calling thread becomes parker's owner. */
+static void take(weft__parker *parker) {
+    parker->owner = pthread_self();
+    parker->thread_id = (long)syscall(SYS_gettid);
+    parker->what = NULL;
+}
+
 weft__parker *weft__parker_self(void) {
     if (current) return current;
     weft__fork_watch();
+    weft__deadlock_setup();
     pthread_once(&exit_key_once, make_exit_key);
     pthread_mutex_lock(&pool_lock);
     weft__parker *parker = pool_free;
@@ -84,23 +101,65 @@ weft__parker *weft__parker_self(void) {
         recycle(parker);
         return NULL;
     }
+    take(parker);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     current = parker;
     return parker;
 }
 
+/* The unparker's half when the owner waits on the condvar: uncount a
+ * counted sleeper (deadlock.h), then signal under the mutex. */
+__attribute__((noinline)) static void wake(weft__parker *parker, int before) {
+    if (before != SLEEPING) weft__deadlock_unparked(before == ASLEEP_GOROUTINE);
+    pthread_mutex_lock(&parker->mutex);
+    pthread_cond_signal(&parker->cond);
+    pthread_mutex_unlock(&parker->mutex);
+}
+
 void weft__parker_unpark(weft__parker *parker) {
-    if (atomic_exchange(&parker->state, NOTIFIED) == SLEEPING) {
-        pthread_mutex_lock(&parker->mutex);
-        pthread_cond_signal(&parker->cond);
-        pthread_mutex_unlock(&parker->mutex);
-    }
+    int before = atomic_exchange(&parker->state, NOTIFIED);
+    if (before >= SLEEPING) wake(parker, before);
 }
 
 static inline bool consume(weft__parker *parker) {
     if (atomic_load_explicit(&parker->state, memory_order_acquire) != NOTIFIED) return false;
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     return true;
+}
+
+/* With deadlock detection on: a sleep that it counts, one with no
+ * deadline that the blocking call described, listed in the registry from
+ * the CAS into ASLEEP_* until after it woke. Returns false, doing
+ * nothing, for any other park; true once it has consumed the unpark. */
+__attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_time deadline) {
+    if (deadline != WEFT_FOREVER || !parker->what) return false;
+    bool goroutine = weft__go_in_goroutine();
+    int asleep = goroutine ? ASLEEP_GOROUTINE : ASLEEP_OTHER;
+    bool listed = false;
+    pthread_mutex_lock(&parker->mutex);
+    while (atomic_load(&parker->state) != NOTIFIED) {
+        if (!listed) {
+            int expected = EMPTY;
+            weft__deadlock_lock();
+            if (atomic_compare_exchange_strong(&parker->state, &expected, asleep)) {
+                weft__deadlock_asleep(parker, goroutine);
+                listed = true;
+            }
+            weft__deadlock_unlock();
+            if (!listed) break; /* NOTIFIED */
+        }
+        pthread_cond_wait(&parker->cond, &parker->mutex);
+    }
+    atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
+    pthread_mutex_unlock(&parker->mutex);
+    if (listed) weft__deadlock_awake(parker);
+    return true;
+}
+
+bool weft__parker_stuck(weft__parker *parker) {
+    int state = atomic_load(&parker->state);
+    return (state == ASLEEP_OTHER || state == ASLEEP_GOROUTINE) &&
+           weft__parker_claimed(parker) == WEFT__UNCLAIMED;
 }
 
 int weft__parker_park(weft__parker *parker, weft_time deadline) {
@@ -110,6 +169,7 @@ int weft__parker_park(weft__parker *parker, weft_time deadline) {
         if (consume(parker)) return 0;
         weft__backoff_snooze(&backoff);
     }
+    if (weft__deadlock_enabled() && park_counted(parker, deadline)) return 0;
     struct timespec until = weft__timespec(deadline);
     int result = 0;
     pthread_mutex_lock(&parker->mutex);
@@ -148,6 +208,7 @@ void weft__parker_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
  * start afresh. Parkers of threads that did not survive stay allocated. */
 void weft__parker_fork_child(void) {
     pthread_mutex_unlock(&pool_lock);
+    weft__deadlock_fork_child();
     if (!current) return;
     pthread_mutex_init(&current->mutex, NULL);
     pthread_condattr_t attributes;
@@ -156,4 +217,5 @@ void weft__parker_fork_child(void) {
     pthread_cond_init(&current->cond, &attributes);
     pthread_condattr_destroy(&attributes);
     atomic_store_explicit(&current->state, EMPTY, memory_order_relaxed);
+    take(current); /* the same thread, with the child's kernel id */
 }

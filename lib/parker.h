@@ -48,6 +48,23 @@ typedef struct weft__parker {
     pthread_mutex_t mutex;     /* guards the SLEEPING -> wait transition and the condvar */
     pthread_cond_t cond;       /* CLOCK_MONOTONIC */
     struct weft__parker *next; /* recycling list, under the pool's lock */
+
+    /* What the owner is blocked on, for the deadlock report (deadlock.h):
+     * written by the owner's blocking call before it parks
+     * (weft__parker_note), read by the report only while the owner
+     * sleeps. A park with what == NULL (a pooled thread waiting for a
+     * task) is never counted as asleep. */
+    const char *what;   /* the blocking call: "weft_chan_recv", "weft_wg_wait", ... */
+    const void *object; /* the channel or sync object; for "weft_select", its cases */
+    size_t cases;       /* "weft_select": the number of cases */
+    /* Who owns the parker: written when a thread takes it
+     * (weft__parker_self, and the fork child handler). */
+    pthread_t owner;
+    long thread_id; /* the kernel's id: the main thread's equals the pid */
+    /* The deadlock registry's list of sleepers, and whether this one is a
+     * goroutine: under the registry lock (deadlock.c). */
+    struct weft__parker *sleeper_next, *sleeper_prev;
+    bool goroutine;
 } weft__parker;
 
 /* The calling thread's parker, allocated on first use; NULL if that
@@ -78,12 +95,22 @@ static inline int weft__parker_claimed(weft__parker *parker) {
     return atomic_load_explicit(&parker->claim, memory_order_acquire);
 }
 
+/* Owner, before parking: describe the wait for the deadlock report (what:
+ * the blocking call's name, a string literal; object: what it waits on).
+ * Two plain stores; NULL what marks a wait that is never reported. */
+static inline void weft__parker_note(weft__parker *parker, const char *what, const void *object) {
+    parker->what = what;
+    parker->object = object;
+}
+
 /* Claimer: wake the owner. Everything the claimer wrote before this call
  * is visible to the owner when weft__parker_park returns 0. */
 void weft__parker_unpark(weft__parker *parker);
 
 /* Owner: wait for an unpark, or until deadline. Returns 0 when unparked
- * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. */
+ * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. With
+ * deadlock detection on, a described wait (weft__parker_note) with no
+ * deadline is counted as asleep while it sleeps (deadlock.h). */
 int weft__parker_park(weft__parker *parker, weft_time deadline);
 
 #endif

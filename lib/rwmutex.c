@@ -188,7 +188,7 @@ static int rlock_slow(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     weft__sync_queue_push(&m->readers, &waiter);
     weft__sync_unlock(&m->lock);
 
-    int error = weft__sync_park(&waiter, deadline, ctx);
+    int error = weft__sync_park(&waiter, deadline, ctx, "weft_rwmutex_rlock", m);
     if (error) {
         weft__sync_lock(&m->lock);
         weft__sync_queue_remove(&m->readers, &waiter);
@@ -281,7 +281,7 @@ static int lock_slow(weft_rwmutex *m, weft_time deadline, weft_ctx *ctx) {
     weft__sync_queue_push(&m->writers, &waiter);
     weft__sync_unlock(&m->lock);
 
-    int error = weft__sync_park(&waiter, deadline, ctx);
+    int error = weft__sync_park(&waiter, deadline, ctx, "weft_rwmutex_lock", m);
     if (error) {
         weft__waiter *granted = NULL;
         weft__sync_lock(&m->lock);

@@ -85,6 +85,15 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
         if (!waiters) return WEFT_ENOMEM;
     }
 
+    /* For the deadlock report: one case is a channel operation (operate). */
+    if (n == 1 && cases[0].ch) {
+        weft__parker_note(self, cases[0].dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv",
+                          cases[0].ch);
+    } else {
+        weft__parker_note(self, "weft_select", cases);
+        self->cases = n;
+    }
+
     int chosen;
     for (;;) {
         weft__parker_arm(self);

@@ -105,7 +105,7 @@ static int acquire(weft_sem *s, int64_t units, weft_time deadline, weft_ctx *ctx
     weft__sync_queue_push(&s->queue, &waiter.base);
     weft__sync_unlock(&s->lock);
 
-    int error = weft__sync_park(&waiter.base, deadline, ctx);
+    int error = weft__sync_park(&waiter.base, deadline, ctx, "weft_sem_acquire", s);
     if (error) {
         weft__waiter *granted = NULL;
         weft__sync_lock(&s->lock);

@@ -140,7 +140,8 @@ static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *par
     waiter->queued = false;
 }
 
-/* Owner: park until the queued waiter's wait ends. Returns 0 when the
+/* Owner: park until the queued waiter's wait ends (what and object
+ * describe it for the deadlock report: weft__parker_note). Returns 0 when the
  * primitive completed it (the claimer unlinked the waiter and wrote
  * waiter->result); otherwise the wait was abandoned and the waiter may
  * still be queued, so the caller must withdraw it under the lock and
@@ -150,8 +151,10 @@ static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *par
  * The context wakes us as a channel close wakes a select: a second waiter
  * on the same parker, with its own token, sits on ctx's done channel, and
  * the close claims the parker with that token. */
-static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline, weft_ctx *ctx) {
+static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline, weft_ctx *ctx,
+                                  const char *what, const void *object) {
     weft__parker *parker = waiter->parker;
+    weft__parker_note(parker, what, object);
     weft_chan *done = weft_ctx_done(ctx);
     weft__waiter done_waiter = {.parker = parker, .token = WEFT__CTX_TOKEN};
     bool must_park = true;

@@ -136,7 +136,7 @@ static int wait_slow(weft_wg *wg, weft_time deadline, weft_ctx *ctx) {
     weft__sync_queue_push(&wg->queue, &waiter);
     weft__sync_unlock(&wg->lock);
 
-    int error = weft__sync_park(&waiter, deadline, ctx);
+    int error = weft__sync_park(&waiter, deadline, ctx, "weft_wg_wait", wg);
     if (error) {
         weft__sync_lock(&wg->lock);
         weft__sync_queue_remove(&wg->queue, &waiter);

@@ -36,6 +36,7 @@
 #ifndef WEFT_GO_H
 #define WEFT_GO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "weft/error.h"
@@ -98,6 +99,40 @@ int weft_pool_go(weft_pool *p, weft_fn fn, void *arg);
  * would wait for itself forever); p is then left open and unchanged.
  * Closing a pool twice, or using it after close returned, is a bug. */
 int weft_pool_close(weft_pool *p);
+
+/* Deadlock detection, Go's "all goroutines are asleep - deadlock!"; off
+ * unless turned on by this call or by WEFT_DEBUG=deadlock in the
+ * environment (read once, when weft first blocks; a comma-separated list,
+ * where "deadlock=0" turns it off; this call overrides it).
+ *
+ * When on, weft watches for the moment at which every goroutine, and at
+ * least one other thread (say main, waiting for them), is blocked on a
+ * weft object without limit: a channel operation, select, WaitGroup,
+ * mutex, rwmutex, once or semaphore with no deadline, or a _ctx form
+ * whose context has no deadline; and no timer (weft_after, a ticker, a
+ * context's deadline) is pending that could still wake one of them. If
+ * that lasts half a second with nothing changing, it prints
+ *     weft: all goroutines are asleep - deadlock!
+ * to stderr, then one line per blocked thread saying what it waits on:
+ *       thread "weft/3" (goroutine): weft_chan_send on channel 0x... (unbuffered)
+ *       thread "server" (main): weft_wg_wait on 0x...
+ * and aborts. Waits with a deadline, idle pooled threads, weft_pool_close
+ * and everything outside weft are never counted as blocked.
+ *
+ * weft cannot see threads that are not blocked in weft: a plain thread
+ * that is computing, sleeping or blocked in read(2) and will later wake a
+ * blocked thread (a send, a cancel, a weft_wg_done) makes the report
+ * wrong if it takes longer than the half second. Turn detection on only
+ * in programs whose wake-ups come from goroutines, timers and threads
+ * that themselves block in weft.
+ *
+ * Off, it costs nothing on the fast paths and one predictable branch when
+ * a thread is about to sleep. On, a thread that goes to sleep without a
+ * deadline, and the one that wakes it, each take one global lock, and a
+ * watchdog thread ("weft/deadlock") is started the first time everything
+ * looks blocked. Safe to call from any thread at any time; waits already
+ * asleep when it is turned on are not counted until they wake. */
+void weft_debug_deadlock(bool on);
 
 #ifdef __cplusplus
 }
