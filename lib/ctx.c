@@ -332,13 +332,17 @@ weft_ctx *weft_ctx_with_cancel(weft_ctx *parent) {
 
 weft_ctx *weft_ctx_with_deadline(weft_ctx *parent, weft_time deadline) {
     parent = or_background(parent);
-    if (weft_ctx_deadline(parent) <= deadline) return weft_ctx_with_cancel(parent);
-    weft_ctx *ctx = new_cancelable(parent, deadline);
+    /* A parent that ends first makes our own timer pointless. */
+    bool own = deadline < weft_ctx_deadline(parent);
+    weft_ctx *ctx = new_cancelable(parent, own ? deadline : WEFT_FOREVER);
     if (!ctx || weft_ctx_err(ctx)) return ctx;
     if (weft_now() >= deadline) {
+        /* Born finished, even when the parent's earlier deadline has
+         * passed too but its timer has not fired yet. */
         cancel_tree(ctx, WEFT_ETIMEDOUT, WEFT_ETIMEDOUT);
         return ctx;
     }
+    if (!own) return ctx;
     lock(ctx);
     ctx->has_timer = true; /* a cancel from now on takes the timer out */
     unlock(ctx);

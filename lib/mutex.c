@@ -87,7 +87,7 @@ void weft_mutex_init(weft_mutex *m) {
     m->queue.first = m->queue.last = NULL;
 }
 
-void weft_mutex_destroy(weft_mutex *m) { pthread_mutex_destroy(&m->lock); }
+void weft_mutex_destroy(weft_mutex *m) { weft__sync_lock_destroy(&m->lock); }
 
 /* One attempt on the free mutex; no lost CAS is retried when it is held. */
 static inline bool try_take(weft_mutex *m) {

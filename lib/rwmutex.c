@@ -73,7 +73,7 @@ void weft_rwmutex_init(weft_rwmutex *m) {
     m->writers.first = m->writers.last = NULL;
 }
 
-void weft_rwmutex_destroy(weft_rwmutex *m) { pthread_mutex_destroy(&m->lock); }
+void weft_rwmutex_destroy(weft_rwmutex *m) { weft__sync_lock_destroy(&m->lock); }
 
 /* ---- fast paths -------------------------------------------------------- */
 

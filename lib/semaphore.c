@@ -39,7 +39,7 @@ int weft_sem_init(weft_sem *s, int64_t capacity) {
     return 0;
 }
 
-void weft_sem_destroy(weft_sem *s) { pthread_mutex_destroy(&s->lock); }
+void weft_sem_destroy(weft_sem *s) { weft__sync_lock_destroy(&s->lock); }
 
 /* Under s->lock: grant the requests at the head of the queue that fit,
  * in order, onto *granted. Waiters met at the head whose wait another

@@ -57,6 +57,17 @@ static inline void weft__sync_unlock(pthread_mutex_t *lock) {
     if (error) weft__panic_errno("pthread_mutex_unlock", error);
 }
 
+/* A primitive's destroy: wait out a call that made the primitive free
+ * (an unlock, the last done, a release) and is still finishing under the
+ * internal lock, which a thread that then took it on the fast path could
+ * otherwise destroy and free under that call's feet. Every slow path
+ * touches the primitive only while it holds the lock. */
+static inline void weft__sync_lock_destroy(pthread_mutex_t *lock) {
+    weft__sync_lock(lock);
+    weft__sync_unlock(lock);
+    pthread_mutex_destroy(lock);
+}
+
 static inline void weft__sync_lock_init(pthread_mutex_t *lock) {
     int error = pthread_mutex_init(lock, NULL);
     if (error) weft__panic_errno("pthread_mutex_init", error);

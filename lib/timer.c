@@ -232,7 +232,8 @@ int weft__timer_start(weft__timer *timer, weft_time when) {
     if (error == 0) {
         /* Keep a slot for the running fire's own timer (see the top). */
         size_t needed = count + 1;
-        if (running && running != timer && running->index == 0) needed++;
+        /* running may have freed itself (after.c): compare, never read it. */
+        if (running && running != timer) needed++;
         error = heap_reserve(needed);
     }
     if (error != 0) {

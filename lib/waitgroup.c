@@ -51,7 +51,7 @@ void weft_wg_init(weft_wg *wg) {
     wg->queue.first = wg->queue.last = NULL;
 }
 
-void weft_wg_destroy(weft_wg *wg) { pthread_mutex_destroy(&wg->lock); }
+void weft_wg_destroy(weft_wg *wg) { weft__sync_lock_destroy(&wg->lock); }
 
 /* The new counter after adding delta to state's, aborting on misuse. */
 static inline int64_t checked_counter(int64_t state, int64_t delta) {

@@ -73,7 +73,9 @@ typedef struct weft_wg {
 /* Initialize wg with a zero counter (as WEFT_WG_INIT). */
 void weft_wg_init(weft_wg *wg);
 
-/* Release wg's resources. No thread may be waiting on it or use it later. */
+/* Release wg's resources. No thread may be waiting on it or use it later.
+ * Call it before freeing a WaitGroup that is not static: it waits for a
+ * weft_wg_done that has already released the waiters to finish with wg. */
 void weft_wg_destroy(weft_wg *wg);
 
 /* Add delta (which may be negative) to the counter; when it reaches zero,
@@ -126,7 +128,9 @@ typedef struct weft_mutex {
 /* Initialize m unlocked (as WEFT_MUTEX_INIT). */
 void weft_mutex_init(weft_mutex *m);
 
-/* Release m's resources. m must be unlocked, with no thread waiting. */
+/* Release m's resources. m must be unlocked, with no thread waiting.
+ * Call it before freeing a mutex that is not static: it waits for an
+ * unlock that has already freed m to finish with it. */
 void weft_mutex_destroy(weft_mutex *m);
 
 /* Lock m, blocking while another holder has it. */
@@ -171,7 +175,8 @@ typedef struct weft_rwmutex {
 /* Initialize m unlocked (as WEFT_RWMUTEX_INIT). */
 void weft_rwmutex_init(weft_rwmutex *m);
 
-/* Release m's resources. m must be unlocked, with no thread waiting. */
+/* Release m's resources. m must be unlocked, with no thread waiting.
+ * As weft_mutex_destroy, it waits for an unlock still finishing. */
 void weft_rwmutex_destroy(weft_rwmutex *m);
 
 /* Lock m for reading, blocking while a writer holds it or waits for it. */
@@ -256,7 +261,8 @@ typedef struct weft_sem {
  * when capacity < 0. */
 int weft_sem_init(weft_sem *s, int64_t capacity);
 
-/* Release s's resources. No thread may be waiting on it. */
+/* Release s's resources. No thread may be waiting on it. It waits for a
+ * release still finishing with s. */
 void weft_sem_destroy(weft_sem *s);
 
 /* Acquire n units, blocking until they are free and every earlier request
