@@ -488,7 +488,11 @@ int weft_chan_close(weft_chan *channel) {
 static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) {
     if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
     weft__parker *self = weft__parker_self();
-    if (!self) return WEFT_ENOMEM;
+    if (!self) { /* no parker: block by polling (see weft__select_block) */
+        weft_case only = {channel, dir, elem, 0};
+        int result = weft__select_block(&only, 1, NULL, deadline);
+        return result < 0 ? result : only.err;
+    }
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
     /* The waiter embedded in our parker, with the value inline when it
      * fits: a partner then touches one cache line of ours. */

@@ -44,7 +44,8 @@ void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
  * block until one of cases[0..n) proceeds, after the caller's own attempts
  * found none ready. order lists the case indices in the order to retry them
  * (NULL: array order). Returns the case index (its err set) or WEFT_ETIMEDOUT,
- * WEFT_ENOMEM (no parker for this thread). */
+ * WEFT_ENOMEM (more than WEFT_SELECT_STACK_CASES cases and no memory for
+ * their waiters). Without a parker for this thread it polls, yielding. */
 int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_time deadline);
 
 #endif

@@ -75,9 +75,21 @@ static int try_all(weft_case *cases, size_t n, const unsigned *order, const weft
     return WEFT_EAGAIN;
 }
 
+/* Without a parker (its one-time allocation failed) a thread cannot sleep
+ * on a waiter; it still blocks correctly by retrying, yielding the CPU
+ * between attempts, as the sync primitives do. */
+static int poll_yielding(weft_case *cases, size_t n, const unsigned *order, weft_time deadline) {
+    for (;;) {
+        int chosen = try_all(cases, n, order, NULL);
+        if (chosen >= 0) return chosen;
+        if (deadline != WEFT_FOREVER && weft_now() >= deadline) return WEFT_ETIMEDOUT;
+        sched_yield();
+    }
+}
+
 int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_time deadline) {
     weft__parker *self = weft__parker_self();
-    if (!self) return WEFT_ENOMEM;
+    if (!self) return poll_yielding(cases, n, order, deadline);
     weft__waiter stack_waiters[WEFT_SELECT_STACK_CASES];
     weft__waiter *waiters = stack_waiters;
     if (n > WEFT_SELECT_STACK_CASES) {

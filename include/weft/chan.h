@@ -22,7 +22,8 @@
  * microseconds, yields the CPU a few times, then sleeps on a condition
  * variable until a partner or a close wakes it. No operation allocates
  * once the calling thread has made its first blocking call (which
- * allocates the thread's parker once).
+ * allocates the thread's parker once; should that fail, blocking calls
+ * still work, by yielding the CPU between attempts).
  * A receive on a closed, drained channel leaves *elem untouched.
  *
  * Every function is safe from any thread, pooled goroutine or not. */
