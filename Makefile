@@ -4,11 +4,15 @@
 #   make test            build and run every test/test_*.c (Check; installs it if missing and root)
 #   make build-tests     build them without running
 #   make tsan / asan     the same tests under ThreadSanitizer / AddressSanitizer+UBSan
+#   make torture         build test/torture.c and run it (SEED=n SECONDS=s); torture-tsan,
+#                        torture-asan: the same under the sanitizers
+#   make scale           build test/scale.c and run it (SCALE_FLAGS=...); scale-tsan,
+#                        scale-asan: the same under the sanitizers
 #   make valgrind        the unit tests under valgrind (CK_FORK=no; heavy loops
 #                        divided by WEFT_TEST_SCALE, default 10)
 #   make bench           build bench/weft-bench and run it
 #   make examples        build examples/*.c into build/release/examples/
-#   make install / uninstall   PREFIX=/usr/local DESTDIR=
+#   make install / uninstall   PREFIX=/usr/local DESTDIR= (BINDIR: weft-bench)
 #   make format / check-format  clang-format on every source
 #   make clean
 #
@@ -44,6 +48,7 @@ BASE_CFLAGS += -Werror
 endif
 
 PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
@@ -76,6 +81,8 @@ SHARED_REAL := lib/libweft.so.$(VERSION)
 SHARED_LIBS := lib/libweft.so lib/$(SONAME) $(SHARED_REAL)
 
 BENCH       := bench/weft-bench
+# test/test_bench.c runs the bench binary: the test rules build it first.
+BENCH_FOR_TESTS := $(if $(filter test/test_bench.c,$(TESTS)),$(BENCH))
 EXAMPLES    := $(patsubst examples/%.c,build/release/examples/%,$(EXAMPLE_SRCS))
 
 # Check's flags, asked of pkg-config only when a test is compiled (after
@@ -120,6 +127,8 @@ define variant
 $(1)_FLAGS   = $$(BASE_CFLAGS) $$(CPPFLAGS) $$(CFLAGS) $$($(1)_CFLAGS)
 $(1)_OBJS   := $$(patsubst %.c,build/$(1)/%.o,$$(LIB_SRCS))
 $(1)_TESTS  := $$(patsubst test/%.c,build/$(1)/test/%,$$(TESTS))
+# The bench's modules but its main: test_bench links them to test them directly.
+$(1)_BENCH_MODULES := $$(patsubst %.c,build/$(1)/%.o,$$(filter-out bench/weft_bench.c,$$(BENCH_SRCS)))
 
 build/$(1)/flags: FORCE
 	@mkdir -p $$(@D)
@@ -131,6 +140,14 @@ build/$(1)/lib/%.o: lib/%.c build/$(1)/flags
 	$$(quiet) CC $$@
 	$$(Q)$$(CC) $$($(1)_FLAGS) -MMD -MP -c $$< -o $$@
 
+build/$(1)/bench/%.o: bench/%.c build/$(1)/flags
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$($(1)_FLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/test/test_bench: $$($(1)_BENCH_MODULES)
+build/$(1)/test/test_bench: TEST_MODULES = $$($(1)_BENCH_MODULES)
+
 build/$(1)/test/%.o: test/%.c build/$(1)/flags | check-deps
 	@mkdir -p $$(@D)
 	$$(quiet) CC $$@
@@ -138,7 +155,7 @@ build/$(1)/test/%.o: test/%.c build/$(1)/flags | check-deps
 
 build/$(1)/test/%: build/$(1)/test/%.o $$($(1)_LIB) | check-deps
 	$$(quiet) LD $$@
-	$$(Q)$$(CC) $$(LDFLAGS) $$($(1)_LDFLAGS) -o $$@ $$< $$($(1)_LIB) $$(CHECK_LIBS) -pthread -lm $$(LDLIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) $$($(1)_LDFLAGS) -o $$@ $$< $$(TEST_MODULES) $$($(1)_LIB) $$(CHECK_LIBS) -pthread -lm $$(LDLIBS)
 
 $$($(1)_LIB): $$($(1)_OBJS)
 	@mkdir -p $$(@D)
@@ -199,19 +216,19 @@ define run-tests
 	echo "== $(1): all $$n test programs passed"
 endef
 
-test: $(release_TESTS) $(EXAMPLES)
+test: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
 	$(call run-tests,release,)
 
 # Build the test programs without running them.
 build-tests: $(release_TESTS)
 
-tsan: $(tsan_TESTS) $(EXAMPLES)
+tsan: $(tsan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
 	$(call run-tests,tsan,$(tsan_RUN_WRAP))
 
-asan: $(asan_TESTS) $(EXAMPLES)
+asan: $(asan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
 	$(call run-tests,asan,)
 
-valgrind: $(release_TESTS) $(EXAMPLES)
+valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
 	@command -v $(VALGRIND) >/dev/null || \
 	    { echo "weft: valgrind not found; install it: sudo apt-get install valgrind"; exit 1; }
 	@failed=""; \
@@ -227,14 +244,93 @@ valgrind: $(release_TESTS) $(EXAMPLES)
 	echo "== valgrind: all test programs clean"
 
 # ---------------------------------------------------------------------------
+# Torture test: test/torture.c, a randomized, seeded program that runs every
+# operation at once in rounds and checks the invariants after each. Not a
+# Check suite (test/test_*.c), so `make test` does not run it.
+#
+#   make torture SEED=n SECONDS=s      release build, build/release/test/torture
+#   make torture-tsan / torture-asan   the same under ThreadSanitizer / ASan+UBSan
+#
+# SEED: the run's seed (default: from the clock); SECONDS: how long to run
+# (default 10); TORTURE_FLAGS: more options (--round SEED replays one round,
+# --hang S, --verbose).
+
+SEED          ?=
+SECONDS       ?= 10
+TORTURE_FLAGS ?=
+TORTURE_ARGS   = $(if $(SEED),--seed $(SEED)) --seconds $(SECONDS) $(TORTURE_FLAGS)
+
+# $(call torture-program,VARIANT): build/VARIANT/test/torture, without Check.
+define torture-program
+build/$(1)/test/torture.o: test/torture.c build/$(1)/flags
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$($(1)_FLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/test/torture: build/$(1)/test/torture.o $$($(1)_LIB)
+	$$(quiet) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) $$($(1)_LDFLAGS) -o $$@ $$< $$($(1)_LIB) -pthread -lm $$(LDLIBS)
+endef
+
+$(foreach v,release tsan asan,$(eval $(call torture-program,$(v))))
+
+.PHONY: torture torture-tsan torture-asan
+
+torture: build/release/test/torture
+	./$< $(TORTURE_ARGS)
+
+torture-tsan: build/tsan/test/torture
+	env $(tsan_RUN_ENV) $(tsan_RUN_WRAP) ./$< $(TORTURE_ARGS)
+
+# UBSan's abort_on_error: its reports then raise SIGABRT, whose handler in
+# torture prints the failing round's seed (ASan and TSan call it directly).
+torture-asan: build/asan/test/torture
+	env $(asan_RUN_ENV) UBSAN_OPTIONS="print_stacktrace=1 abort_on_error=1 $(UBSAN_OPTIONS)" \
+	    ./$< $(TORTURE_ARGS)
+
+# ---------------------------------------------------------------------------
+# Scale runs: test/scale.c, a program (a full run takes about a minute, too
+# long for `make test`): 10,000 goroutines blocked on one channel, 1,000,000
+# short goroutines, a context with 1,000,000 children. It prints one
+# "scale:" line of figures per run and fails on a broken invariant.
+#
+#   make scale                    release build, build/release/test/scale
+#   make scale-tsan / scale-asan  the same under ThreadSanitizer / ASan+UBSan
+#
+# SCALE_FLAGS: its options (--divide N: every count / N; --only NAME).
+
+SCALE_FLAGS ?=
+
+# $(call scale-program,VARIANT): build/VARIANT/test/scale, without Check.
+define scale-program
+build/$(1)/test/scale.o: test/scale.c build/$(1)/flags
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$($(1)_FLAGS) -MMD -MP -c $$< -o $$@
+
+build/$(1)/test/scale: build/$(1)/test/scale.o $$($(1)_LIB)
+	$$(quiet) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) $$($(1)_LDFLAGS) -o $$@ $$< $$($(1)_LIB) -pthread -lm $$(LDLIBS)
+endef
+
+$(foreach v,release tsan asan,$(eval $(call scale-program,$(v))))
+
+.PHONY: scale scale-tsan scale-asan
+
+scale: build/release/test/scale
+	./$< $(SCALE_FLAGS)
+
+scale-tsan: build/tsan/test/scale
+	env $(tsan_RUN_ENV) $(tsan_RUN_WRAP) ./$< $(SCALE_FLAGS)
+
+scale-asan: build/asan/test/scale
+	env $(asan_RUN_ENV) ./$< $(SCALE_FLAGS)
+
+# ---------------------------------------------------------------------------
 # Benchmark and examples (release flags, static library)
 
+# (build/release/bench/%.o: the variant rules above)
 BENCH_OBJS := $(patsubst %.c,build/release/%.o,$(BENCH_SRCS))
-
-build/release/bench/%.o: bench/%.c build/release/flags
-	@mkdir -p $(@D)
-	$(quiet) CC $@
-	$(Q)$(CC) $(release_FLAGS) -MMD -MP -c $< -o $@
 
 build/release/examples/%.o: examples/%.c build/release/flags
 	@mkdir -p $(@D)
@@ -262,8 +358,9 @@ examples: $(EXAMPLES)
 # ---------------------------------------------------------------------------
 # Install
 
-install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc
-	install -d $(DESTDIR)$(INCLUDEDIR)/weft $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc $(BENCH)
+	install -d $(DESTDIR)$(INCLUDEDIR)/weft $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(BINDIR)
 	install -m 644 include/weft.h $(DESTDIR)$(INCLUDEDIR)/weft.h
 	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(INCLUDEDIR)/weft/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/libweft.a
@@ -271,6 +368,7 @@ install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc
 	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libweft.so
 	install -m 644 weft.pc $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	install -m 755 $(BENCH) $(DESTDIR)$(BINDIR)/weft-bench
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 uninstall:
@@ -280,6 +378,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libweft.a $(DESTDIR)$(LIBDIR)/libweft.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL))
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	rm -f $(DESTDIR)$(BINDIR)/weft-bench
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
 # ---------------------------------------------------------------------------

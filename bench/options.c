@@ -212,9 +212,8 @@ static const option_spec option_specs[] = {
     {"messages", 'm', true, OPTION_MESSAGES}, {"threads", 't', true, OPTION_THREADS},
     {"repeat", 'r', true, OPTION_REPEAT},     {"peers", 'p', true, OPTION_PEERS},
     {"format", 'f', true, OPTION_FORMAT},     {"svg", 's', true, OPTION_SVG},
-    {"timeout", 0, true, OPTION_TIMEOUT},
-    {"quiet", 'q', false, OPTION_QUIET},      {"list", 'l', false, OPTION_LIST},
-    {"help", 'h', false, OPTION_HELP},
+    {"timeout", 0, true, OPTION_TIMEOUT},     {"quiet", 'q', false, OPTION_QUIET},
+    {"list", 'l', false, OPTION_LIST},        {"help", 'h', false, OPTION_HELP},
 };
 
 /* Finds the spec of argument (`--name`, `--name=value` or `-x`); sets

@@ -107,8 +107,8 @@ const bench_peer peers[] = {
      condvar_receive, NULL},
     {"weft", "weft_chan_*, weft_select, weft_go", PEER_CHANNEL | PEER_WEFT | PEER_SPAWN, 0,
      weft_make, weft_release, weft_send, weft_receive, weft_spawn},
-    {"pthread", "pthread_create + pthread_join per task (spawn only)", PEER_SPAWN, PEER_SPAWN,
-     NULL, NULL, NULL, NULL, pthread_spawn},
+    {"pthread", "pthread_create + pthread_join per task (spawn only)", PEER_SPAWN, PEER_SPAWN, NULL,
+     NULL, NULL, NULL, pthread_spawn},
 };
 
 const size_t peer_count = sizeof peers / sizeof peers[0];

@@ -35,8 +35,8 @@ bench_report *report_new(const report_context *context) {
 }
 
 case_result *report_add_case(bench_report *report, const char *workload, size_t capacity,
-                             bool capacity_is_messages, long messages, int threads,
-                             size_t peer_count, const char *const *peer_names,
+                             bool capacity_is_messages, const char *capacity_label, long messages,
+                             int threads, size_t peer_count, const char *const *peer_names,
                              const bool *is_baseline, int repeat) {
     if (report->case_count == report->case_capacity) {
         size_t grown = report->case_capacity ? 2 * report->case_capacity : 16;
@@ -49,13 +49,9 @@ case_result *report_add_case(bench_report *report, const char *workload, size_t 
         report->case_capacity = grown;
     }
     case_result *added = &report->cases[report->case_count++];
-    *added = (case_result){workload,
-                           capacity,
-                           capacity_is_messages,
-                           messages,
-                           threads,
-                           peer_count,
-                           allocate(peer_count, sizeof(peer_result))};
+    *added = (case_result){
+        workload, capacity, capacity_is_messages, capacity_label,
+        messages, threads,  peer_count,           allocate(peer_count, sizeof(peer_result))};
     for (size_t i = 0; i < peer_count; i++) {
         added->peers[i].peer = peer_names[i];
         added->peers[i].is_baseline = is_baseline != NULL && is_baseline[i];
@@ -152,8 +148,15 @@ void report_summarize_measure(const measure_result *result, measure_summary *sum
     }
 }
 
-/* The baseline of a case, or NULL when it did not run there. */
-static const peer_result *baseline_of(const case_result *result) {
+const report_context *report_get_context(const bench_report *report) { return &report->context; }
+
+size_t report_case_count(const bench_report *report) { return report->case_count; }
+
+const case_result *report_case(const bench_report *report, size_t index) {
+    return &report->cases[index];
+}
+
+const peer_result *report_baseline_of(const case_result *result) {
     for (size_t i = 0; i < result->peer_count; i++)
         if (result->peers[i].is_baseline && result->peers[i].runs > 0) return &result->peers[i];
     return NULL;
@@ -166,6 +169,7 @@ typedef struct row {
     run_summary summary;
     double ns_per_message;
     double cpu_seconds_per_million; /* CPU seconds per million messages */
+    const char *baseline;           /* the case's baseline peer, or NULL */
     bool has_ratio;                 /* false for the baseline and where it did not run */
     double ratio;
 } row;
@@ -177,7 +181,8 @@ static void compute_row(const case_result *result, const peer_result *peer, row 
     out->ns_per_message = out->summary.median_seconds * 1e9 / (double)result->messages;
     out->cpu_seconds_per_million =
         out->summary.median_cpu_seconds / ((double)result->messages / 1e6);
-    const peer_result *baseline = baseline_of(result);
+    const peer_result *baseline = report_baseline_of(result);
+    out->baseline = baseline ? baseline->peer : NULL;
     out->has_ratio = baseline != NULL && !peer->is_baseline;
     if (out->has_ratio) {
         run_summary base;
@@ -199,11 +204,14 @@ static const char *significant(double value, char *buffer, size_t size) {
     return buffer;
 }
 
-static void capacity_text(const case_result *result, char *buffer, size_t size) {
-    if (result->capacity_is_messages)
+const char *report_capacity_text(const case_result *result, char *buffer, size_t size) {
+    if (result->capacity_label != NULL)
+        snprintf(buffer, size, "%s", result->capacity_label);
+    else if (result->capacity_is_messages)
         snprintf(buffer, size, "N");
     else
         snprintf(buffer, size, "%zu", result->capacity);
+    return buffer;
 }
 
 static void print_channel_table(const bench_report *report, FILE *out) {
@@ -215,20 +223,20 @@ static void print_channel_table(const bench_report *report, FILE *out) {
     fprintf(out,
             "messages: %s; capacity N = messages\n"
             "A run's time covers channel make, thread start, transfer, join and release.\n"
+            "msg: one value sent and received; in Go's benchmarks (chan_*, select_*) and spawn,\n"
+            "what --list says, with Go's own figure there in the same unit.\n"
             "CPU s/M: user+system seconds of all threads per million messages.\n"
-            "vs %s: median rate over the baseline's median, same case, same run.\n\n",
-            context->messages_note, context->baseline);
-    char ratio_title[64];
-    snprintf(ratio_title, sizeof ratio_title, "vs %s", context->baseline);
-    fprintf(out, "%-18s %-4s %8s  %-8s %8s  %-13s %8s %8s  %s\n", "workload", "cap", "messages",
-            "peer", "M msg/s", "(min-max)", "ns/msg", "CPU s/M", ratio_title);
+            "vs base: median rate over the baseline's median (%s), same case, same run.\n\n",
+            context->messages_note, context->baseline_note);
+    fprintf(out, "%-18s %-4s %9s  %-8s %8s  %-13s %8s %8s  %s\n", "workload", "cap", "messages",
+            "peer", "M msg/s", "(min-max)", "ns/msg", "CPU s/M", "vs base");
     const char *last_workload = NULL;
     for (size_t c = 0; c < report->case_count; c++) {
         const case_result *result = &report->cases[c];
         if (last_workload != NULL && strcmp(last_workload, result->workload) != 0) fputc('\n', out);
         last_workload = result->workload;
         char capacity[32];
-        capacity_text(result, capacity, sizeof capacity);
+        report_capacity_text(result, capacity, sizeof capacity);
         for (size_t p = 0; p < result->peer_count; p++) {
             if (result->peers[p].runs == 0) continue;
             row line;
@@ -244,7 +252,7 @@ static void print_channel_table(const bench_report *report, FILE *out) {
                 snprintf(ratio, sizeof ratio, "%sx", significant(line.ratio, low, sizeof low));
             else
                 snprintf(ratio, sizeof ratio, "%s", line.peer->is_baseline ? "" : "-");
-            fprintf(out, "%-18s %-4s %8ld  %-8s %8s  %-13s %8s %8s", result->workload, capacity,
+            fprintf(out, "%-18s %-4s %9ld  %-8s %8s  %-13s %8s %8s", result->workload, capacity,
                     result->messages, line.peer->peer, rate, spread, ns, cpu);
             if (ratio[0] != '\0') fprintf(out, "  %s", ratio);
             fputc('\n', out);
@@ -277,18 +285,16 @@ static void print_measure_table(const bench_report *report, FILE *out) {
             "(median, min-max), %ld CPUs, load average %.2f at start\n"
             "Each repetition interleaves what it compares block by block and takes the median "
             "block;\na difference (a - b) is the median of the paired blocks' differences.\n"
-            "vs %s: -, the baseline has no contexts.\n\n",
-            context->repeat, context->cpus, context->load_average, context->baseline);
+            "vs base: -, no baseline (%s) has contexts.\n\n",
+            context->repeat, context->cpus, context->load_average, context->baseline_note);
     int measure_width = (int)strlen("measure");
     for (size_t c = 0; c < report->measure_case_count; c++)
         for (size_t m = 0; m < report->measure_cases[c].count; m++) {
             int width = (int)strlen(report->measure_cases[c].measures[m].spec->name);
             if (width > measure_width) measure_width = width;
         }
-    char ratio_title[64];
-    snprintf(ratio_title, sizeof ratio_title, "vs %s", context->baseline);
     fprintf(out, "%-18s %-*s %8s  %-19s %-8s %s\n", "case", measure_width, "measure", "median",
-            "(min-max)", "unit", ratio_title);
+            "(min-max)", "unit", "vs base");
     for (size_t c = 0; c < report->measure_case_count; c++) {
         const measures_result *result = &report->measure_cases[c];
         if (c > 0) fputc('\n', out);
@@ -321,24 +327,25 @@ static void print_table(const bench_report *report, FILE *out) {
 /* ---- CSV ---------------------------------------------------------------- */
 
 static void print_channel_csv(const bench_report *report, FILE *out) {
-    fprintf(out,
-            "workload,capacity,capacity_is_messages,messages,threads,peer,runs,"
-            "median_seconds,min_seconds,max_seconds,median_mmsgs_per_second,"
-            "min_mmsgs_per_second,max_mmsgs_per_second,ns_per_message,"
-            "cpu_seconds_per_mmsg,ratio_to_%s\n",
-            report->context.baseline);
+    fprintf(out, "workload,capacity,capacity_is_messages,capacity_label,messages,threads,peer,runs,"
+                 "median_seconds,min_seconds,max_seconds,median_mmsgs_per_second,"
+                 "min_mmsgs_per_second,max_mmsgs_per_second,ns_per_message,"
+                 "cpu_seconds_per_mmsg,baseline,ratio_to_baseline\n");
     for (size_t c = 0; c < report->case_count; c++) {
         const case_result *result = &report->cases[c];
+        char capacity[32];
+        report_capacity_text(result, capacity, sizeof capacity);
         for (size_t p = 0; p < result->peer_count; p++) {
             if (result->peers[p].runs == 0) continue;
             row line;
             compute_row(result, &result->peers[p], &line);
-            fprintf(out, "%s,%zu,%d,%ld,%d,%s,%d,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f,%.5f,",
-                    result->workload, result->capacity, result->capacity_is_messages,
+            fprintf(out, "%s,%zu,%d,%s,%ld,%d,%s,%d,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.2f,%.5f,%s,",
+                    result->workload, result->capacity, result->capacity_is_messages, capacity,
                     result->messages, result->threads, line.peer->peer, line.peer->runs,
                     line.summary.median_seconds, line.summary.min_seconds, line.summary.max_seconds,
                     line.summary.median_rate / 1e6, line.summary.min_rate / 1e6,
-                    line.summary.max_rate / 1e6, line.ns_per_message, line.cpu_seconds_per_million);
+                    line.summary.max_rate / 1e6, line.ns_per_message, line.cpu_seconds_per_million,
+                    line.baseline ? line.baseline : "");
             if (line.has_ratio) fprintf(out, "%.4f", line.ratio);
             fputc('\n', out);
         }
@@ -352,8 +359,7 @@ static void print_csv_number(FILE *out, double value) {
 
 /* Measure names may hold commas: they are quoted (they hold no quotes). */
 static void print_measure_csv(const bench_report *report, FILE *out) {
-    fprintf(out, "case,measure,unit,runs,median,min,max,limit,ratio_to_%s\n",
-            report->context.baseline);
+    fputs("case,measure,unit,runs,median,min,max,limit,ratio_to_baseline\n", out);
     for (size_t c = 0; c < report->measure_case_count; c++) {
         const measures_result *result = &report->measure_cases[c];
         for (size_t m = 0; m < result->count; m++) {
@@ -454,12 +460,14 @@ static void print_json(const bench_report *report, FILE *out) {
             if (result->peers[p].runs == 0) continue;
             row line;
             compute_row(result, &result->peers[p], &line);
+            char capacity[32];
+            report_capacity_text(result, capacity, sizeof capacity);
             fprintf(out,
                     "%s\n    {\"workload\": \"%s\", \"capacity\": %zu, "
-                    "\"capacity_is_messages\": %s, \"messages\": %ld, \"threads\": %d, "
-                    "\"peer\": \"%s\",\n     \"seconds\": ",
+                    "\"capacity_is_messages\": %s, \"capacity_label\": \"%s\", "
+                    "\"messages\": %ld, \"threads\": %d, \"peer\": \"%s\",\n     \"seconds\": ",
                     first ? "" : ",", result->workload, result->capacity,
-                    result->capacity_is_messages ? "true" : "false", result->messages,
+                    result->capacity_is_messages ? "true" : "false", capacity, result->messages,
                     result->threads, line.peer->peer);
             print_json_array(out, line.peer->seconds, line.peer->runs);
             fputs(", \"cpu_seconds\": ", out);
@@ -467,9 +475,14 @@ static void print_json(const bench_report *report, FILE *out) {
             fprintf(out,
                     ",\n     \"mmsgs_per_second\": {\"median\": %.4f, \"min\": %.4f, "
                     "\"max\": %.4f}, \"ns_per_message\": %.2f, "
-                    "\"cpu_seconds_per_mmsg\": %.5f, \"ratio_to_baseline\": ",
+                    "\"cpu_seconds_per_mmsg\": %.5f, \"baseline\": ",
                     line.summary.median_rate / 1e6, line.summary.min_rate / 1e6,
                     line.summary.max_rate / 1e6, line.ns_per_message, line.cpu_seconds_per_million);
+            if (line.baseline)
+                fprintf(out, "\"%s\"", line.baseline);
+            else
+                fputs("null", out);
+            fputs(", \"ratio_to_baseline\": ", out);
             if (line.has_ratio)
                 fprintf(out, "%.4f}", line.ratio);
             else

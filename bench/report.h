@@ -34,8 +34,9 @@ typedef struct run_summary {
 typedef struct case_result {
     const char *workload; /* static name */
     size_t capacity;
-    bool capacity_is_messages; /* capacity was given as N */
-    long messages;             /* transferred per run */
+    bool capacity_is_messages;  /* capacity was given as N */
+    const char *capacity_label; /* static; NULL: the number, or N (Go's: "100T", "0/1"...) */
+    long messages;              /* transferred per run */
     int threads;
     size_t peer_count;
     peer_result *peers;
@@ -73,7 +74,8 @@ typedef struct report_context {
     int repeat;
     long cpus;
     double load_average;       /* 1-minute load average at the start; < 0: unknown */
-    const char *baseline;      /* name of the baseline peer */
+    const char *baseline;      /* name of the channel cases' baseline peer */
+    const char *baseline_note; /* every baseline, e.g. "condvar; pthread for spawn" */
     const char *messages_note; /* e.g. "1000000 (50000 at capacity 0 and 1)" */
 } report_context;
 
@@ -87,8 +89,8 @@ bench_report *report_new(const report_context *context);
  * (named by peer_names; is_baseline marks the baseline peer, or NULL);
  * returns it for the runner to fill in. Valid until report_free. */
 case_result *report_add_case(bench_report *report, const char *workload, size_t capacity,
-                             bool capacity_is_messages, long messages, int threads,
-                             size_t peer_count, const char *const *peer_names,
+                             bool capacity_is_messages, const char *capacity_label, long messages,
+                             int threads, size_t peer_count, const char *const *peer_names,
                              const bool *is_baseline, int repeat);
 
 /* Adds a case of the context group with room for `repeat` values of each
@@ -96,6 +98,19 @@ case_result *report_add_case(bench_report *report, const char *workload, size_t 
  * Valid until report_free. */
 measures_result *report_add_measures(bench_report *report, const char *name, size_t count,
                                      const measure_spec *specs, int repeat);
+
+/* The report's context, and its channel cases in the order added (index <
+ * report_case_count): for other writers of the results (chart.c). */
+const report_context *report_get_context(const bench_report *report);
+size_t report_case_count(const bench_report *report);
+const case_result *report_case(const bench_report *report, size_t index);
+
+/* The peer of a case that the others' ratios divide by, when it ran;
+ * else NULL. */
+const peer_result *report_baseline_of(const case_result *result);
+
+/* The capacity as the table shows it: the label, N, or the number. */
+const char *report_capacity_text(const case_result *result, char *buffer, size_t size);
 
 /* Median, min and max over the runs recorded in result (runs >= 1). */
 void report_summarize(const peer_result *result, long messages, run_summary *summary);

@@ -10,8 +10,9 @@
  * goes to stderr, the report to stdout.
  *
  * Modules: options.c (command line), workloads.c (what a run does),
- * peers.c (weft and the condvar baseline), ctx_cases.c (the context
- * group), report.c (statistics, output). */
+ * peers.c (weft, the condvar baseline, pthread for spawning), ctx_cases.c
+ * (the context group), report.c (statistics, output), chart.c (--svg). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chart.h"
 #include "ctx_cases.h"
 #include "options.h"
 #include "peers.h"
@@ -90,22 +92,27 @@ static long measure(const bench_options *options, const bench_workload *workload
 
 typedef struct case_plan {
     const bench_workload *workload;
-    long capacity_entry; /* as listed: a number or CAPACITY_MESSAGES */
+    long capacity_entry; /* as listed: a number or CAPACITY_MESSAGES; Go's: their own */
     size_t capacity;
     long messages;
+    int threads;
     const bench_peer *peers[MAX_PEERS];
     size_t peer_count;
 } case_plan;
 
-/* Fills plan for a workload and capacity entry; false if no selected
- * peer runs it (seq below capacity N, select without weft, Go's select
- * benchmarks at any capacity but theirs). */
+/* Fills plan for a workload and capacity entry (ignored for workloads of
+ * fixed capacity); false if no selected peer runs it (seq below capacity
+ * N, select without weft, spawn without weft and pthread). */
 static bool plan_case(const bench_options *options, const bench_workload *workload,
                       long capacity_entry, case_plan *plan) {
-    *plan = (case_plan){.workload = workload, .capacity_entry = capacity_entry};
+    if (!workload_in_grid(workload)) capacity_entry = workload->fixed_capacity;
+    *plan = (case_plan){.workload = workload,
+                        .capacity_entry = capacity_entry,
+                        .threads = workload_threads(workload, options->threads)};
     plan->messages = options_messages_for(options, workload, capacity_entry);
     plan->capacity =
         capacity_entry == CAPACITY_MESSAGES ? (size_t)plan->messages : (size_t)capacity_entry;
+    if (workload->capacity_per_thread) plan->capacity *= (size_t)plan->threads;
     for (size_t i = 0; i < peer_count; i++)
         if (options->peer_selected[i] &&
             workload_applies(workload, &peers[i], plan->capacity, plan->messages))
@@ -119,16 +126,14 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
     bool is_baseline[MAX_PEERS];
     for (size_t i = 0; i < plan->peer_count; i++) {
         names[i] = plan->peers[i]->name;
-        is_baseline[i] = plan->peers[i] == BASELINE_PEER;
+        is_baseline[i] = (plan->peers[i]->baseline_for & plan->workload->needs) != 0;
     }
     case_result *result = report_add_case(
         report, plan->workload->name, plan->capacity, plan->capacity_entry == CAPACITY_MESSAGES,
-        plan->messages, options->threads, plan->peer_count, names, is_baseline, options->repeat);
+        plan->workload->capacity_label, plan->messages, plan->threads, plan->peer_count, names,
+        is_baseline, options->repeat);
     char capacity_text[32];
-    if (plan->capacity_entry == CAPACITY_MESSAGES)
-        snprintf(capacity_text, sizeof capacity_text, "N");
-    else
-        snprintf(capacity_text, sizeof capacity_text, "%zu", plan->capacity);
+    report_capacity_text(result, capacity_text, sizeof capacity_text);
 
     double started = wall_seconds();
     for (int repetition = 0; repetition < options->repeat; repetition++) {
@@ -136,7 +141,7 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
             /* even repetitions run the peers in table order, odd ones reversed */
             size_t index = repetition % 2 == 0 ? step : plan->peer_count - 1 - step;
             workload_params params = {plan->peers[index], plan->capacity, plan->messages,
-                                      options->threads};
+                                      plan->threads};
             result->messages = measure(options, plan->workload, &params, &result->peers[index]);
         }
     }
@@ -191,19 +196,44 @@ static bool weft_selected(const bench_options *options) {
 
 /* ---- --list ------------------------------------------------------------- */
 
+/* The peers that run workload, as "condvar, weft". */
+static void print_peers_of(const bench_workload *workload) {
+    const char *separator = "";
+    for (size_t i = 0; i < peer_count; i++) {
+        if ((peers[i].provides & workload->needs) != workload->needs) continue;
+        printf("%s%s", separator, peers[i].name);
+        separator = ", ";
+    }
+}
+
 static void print_list(void) {
-    puts("workloads (T = --threads):");
+    puts("workloads (T = --threads; [peers that run it]):");
     for (size_t i = 0; i < workload_count; i++) {
-        printf("  %-18s %s%s", workloads[i].name, workloads[i].summary,
-               workloads[i].uses_select ? " [weft only]" : "");
-        if (workloads[i].fixed_capacity != ANY_CAPACITY)
-            printf(" [only where --cap has %ld]", workloads[i].fixed_capacity);
+        const bench_workload *workload = &workloads[i];
+        printf("  %-18s %s [", workload->name, workload->summary);
+        print_peers_of(workload);
+        putchar(']');
+        if (!workload_in_grid(workload)) {
+            printf(" [");
+            if (workload->capacity_label == NULL)
+                printf("capacity %ld, ", workload->fixed_capacity);
+            else if (strcmp(workload->capacity_label, "-") != 0)
+                printf("capacity %s, ", workload->capacity_label);
+            printf("%ld messages by default]", workload->default_messages);
+        }
+        putchar('\n');
+        if (workload->go_reference != NULL)
+            printf("  %-18s   Go 1.19 here (GOMAXPROCS=2): %s\n", "", workload->go_reference);
+    }
+    puts("groups: grid (the first six, at every --cap), go (Go's benchmarks), chan (every "
+         "workload), ctx (the context cases), all");
+    puts("peers:");
+    for (size_t i = 0; i < peer_count; i++) {
+        printf("  %-18s %s", peers[i].name, peers[i].summary);
+        if (peers[i].baseline_for & PEER_CHANNEL) printf(" [baseline of the channel workloads]");
+        if (peers[i].baseline_for & PEER_SPAWN) printf(" [baseline of spawn]");
         putchar('\n');
     }
-    puts("peers:");
-    for (size_t i = 0; i < peer_count; i++)
-        printf("  %-18s %s%s\n", peers[i].name, peers[i].summary,
-               &peers[i] == BASELINE_PEER ? " [baseline]" : "");
     puts("context cases (-w ctx; weft only, one thread; --cap, --messages, --threads do not "
          "apply):");
     for (size_t i = 0; i < ctx_case_count; i++) {
@@ -215,6 +245,72 @@ static void print_list(void) {
             puts(")");
         }
     }
+}
+
+/* ---- the command line, the baselines and the chart ----------------------- */
+
+/* argv as a shell would take it back: words with anything but letters,
+ * digits and -_.,/=: in single quotes. Cut short (with "...") when long. */
+static void describe_command(int argc, char **argv, char *out, size_t size) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < argc && used + 1 < size; i++) {
+        const char *word = i == 0 ? "weft-bench" : argv[i];
+        bool plain = *word != '\0';
+        for (const char *c = word; *c; c++)
+            plain &= (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || strchr("-_.,/=:+", *c) != NULL;
+        int written =
+            snprintf(out + used, size - used, plain ? "%s%s" : "%s'%s'", i ? " " : "", word);
+        if (written < 0 || (size_t)written >= size - used) {
+            snprintf(out + (size > 4 ? size - 4 : 0), size > 4 ? 4 : size, "...");
+            return;
+        }
+        used += (size_t)written;
+    }
+}
+
+/* "condvar; pthread for spawn": every peer that is a baseline, and of what. */
+static void describe_baselines(char *out, size_t size) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < peer_count && used < size; i++) {
+        if (peers[i].baseline_for == 0) continue;
+        int written = snprintf(out + used, size - used, "%s%s%s", used ? "; " : "", peers[i].name,
+                               peers[i].baseline_for & PEER_CHANNEL ? "" : " for spawn");
+        if (written < 0) return;
+        used += (size_t)written;
+    }
+}
+
+/* Whether path can be written, found before the run rather than a minute
+ * after it: opened for appending (which neither truncates it nor makes a
+ * directory writable), and removed again if it did not exist. errno is
+ * set when not. */
+static bool can_write(const char *path) {
+    bool existed = access(path, F_OK) == 0;
+    FILE *file = fopen(path, "a");
+    if (file == NULL) return false;
+    fclose(file);
+    if (!existed) remove(path);
+    return true;
+}
+
+/* Writes the chart; 0, or 1 after one line on stderr. */
+static int write_chart(const bench_report *report, const char *path, const char *command,
+                       const char *date) {
+    FILE *file = fopen(path, "w");
+    if (file == NULL) {
+        fprintf(stderr, "weft-bench: cannot write --svg '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    chart_info info = {command, date};
+    int written = chart_write_svg(report, &info, file);
+    if (fclose(file) != 0 || written != 0) {
+        fprintf(stderr, "weft-bench: writing --svg '%s' failed\n", path);
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -245,7 +341,9 @@ int main(int argc, char **argv) {
     }
     for (size_t w = 0; w < workload_count; w++) {
         if (!options.workload_selected[w]) continue;
-        for (size_t c = 0; c < options.capacity_count; c++)
+        /* Go's benchmarks and spawn: once, at their own capacity */
+        size_t entries = workload_in_grid(&workloads[w]) ? options.capacity_count : 1;
+        for (size_t c = 0; c < entries; c++)
             if (plan_case(&options, &workloads[w], options.capacities[c], &plans[planned]))
                 planned++;
     }
@@ -255,11 +353,20 @@ int main(int argc, char **argv) {
         if (options.ctx_case_selected[i] && weft_selected(&options))
             ctx_planned[ctx_planned_count++] = &ctx_cases[i];
     if (planned + ctx_planned_count == 0) {
-        fputs("weft-bench: nothing to run (seq needs capacity N; select and the context cases "
-              "need weft; select_uncontended and select_nonblock need capacity 1)\n",
-              stderr);
         free(plans);
-        return 2;
+        return options_error("nothing to run (seq needs capacity N; select, Go's non-blocking "
+                             "benchmarks and the context cases need weft; spawn needs weft or "
+                             "pthread)");
+    }
+    char command[1024];
+    describe_command(argc, argv, command, sizeof command);
+    char date[64];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
+    if (options.svg_path != NULL && !can_write(options.svg_path)) {
+        int error = errno;
+        free(plans);
+        return options_error("cannot write --svg '%s': %s", options.svg_path, strerror(error));
     }
 
     char messages_note[96];
@@ -267,15 +374,18 @@ int main(int argc, char **argv) {
         snprintf(messages_note, sizeof messages_note, "%ld", options.messages);
     else
         snprintf(messages_note, sizeof messages_note,
-                 "%ld (%ld at capacity 0 and 1, except in Go's select benchmarks)",
+                 "%ld (%ld at capacity 0 and 1; Go's benchmarks and spawn: their own)",
                  DEFAULT_MESSAGES, DEFAULT_SMALL_CAPACITY_MESSAGES);
+    char baseline_note[128];
+    describe_baselines(baseline_note, sizeof baseline_note);
     double load_average = -1;
     if (getloadavg(&load_average, 1) != 1) load_average = -1;
     report_context context = {.threads = options.threads,
                               .repeat = options.repeat,
                               .cpus = sysconf(_SC_NPROCESSORS_ONLN),
                               .load_average = load_average,
-                              .baseline = BASELINE_PEER->name,
+                              .baseline = peer_baseline(PEER_CHANNEL)->name,
+                              .baseline_note = baseline_note,
                               .messages_note = messages_note};
     bench_report *report = report_new(&context);
 
@@ -288,7 +398,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "weft-bench: %zu cases in %.1f s\n", total, wall_seconds() - started);
 
     report_print(report, options.format, stdout);
+    if (options.svg_path != NULL) status = write_chart(report, options.svg_path, command, date);
     report_free(report);
     free(plans);
-    return 0;
+    return status;
 }

@@ -52,9 +52,10 @@ typedef struct bench_workload {
      * GOMAXPROCS); the workload runs once, whatever --cap says. */
     long fixed_capacity;
     bool capacity_per_thread;
-    const char *capacity_label; /* for the report when fixed ("100T", "0/1", "-"); NULL: the number */
-    int fixed_threads;          /* 0: --threads; else always this many (Go's ChanSync: 2) */
-    long default_messages;      /* without --messages; 0: the grid's defaults */
+    const char
+        *capacity_label;   /* for the report when fixed ("100T", "0/1", "-"); NULL: the number */
+    int fixed_threads;     /* 0: --threads; else always this many (Go's ChanSync: 2) */
+    long default_messages; /* without --messages; 0: the grid's defaults */
     workload_run *run;
 } bench_workload;
 

@@ -1,0 +1,19 @@
+/* chart.h — weft-bench's bar chart (--svg): the channel cases and spawn of
+ * a report as one standalone SVG file, written by hand (no library). */
+#ifndef WEFT_BENCH_CHART_H
+#define WEFT_BENCH_CHART_H
+
+#include <stdio.h>
+
+#include "report.h"
+
+typedef struct chart_info {
+    const char *command; /* the command line, for the subtitle */
+    const char *date;    /* when the run started, for the title */
+} chart_info;
+
+/* Writes the chart of report's channel cases (the context cases are not
+ * drawn) to out. Returns 0, or -1 when out reports a write error. */
+int chart_write_svg(const bench_report *report, const chart_info *info, FILE *out);
+
+#endif
