@@ -1117,8 +1117,7 @@ static void op_subcontext(agent *a) {
     /* A passed deadline gives a child born finished, even when the
      * parent's earlier deadline has passed too and its timer has not
      * fired yet. */
-    if (kind == 2 && !err)
-        failf(r, "a context whose deadline has passed was born live");
+    if (kind == 2 && !err) failf(r, "a context whose deadline has passed was born live");
     if (kind < 4 && parent_err && !err)
         failf(r, "%s of an ended context was born live", names[kind]);
     if (kind < 4 && weft_ctx_deadline(child) > parent_deadline)
