@@ -1,6 +1,6 @@
 # weft — non-recursive GNU make build.
 #
-#   make                 lib/libweft.a, lib/libweft.so (soname libweft.so.0), weft.pc
+#   make                 lib/libweft.a, lib/libweft.so (soname libweft.so.0), weft.pc, bench/weft-bench
 #   make test            build and run every test/test_*.c (Check; installs it if missing and root)
 #   make build-tests     build them without running
 #   make tsan / asan     the same tests under ThreadSanitizer / AddressSanitizer+UBSan
@@ -120,7 +120,7 @@ tsan_RUN_WRAP    = $(shell r=$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || ec
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
-all: $(STATIC_LIB) $(SHARED_LIBS) weft.pc
+all: $(STATIC_LIB) $(SHARED_LIBS) weft.pc $(BENCH)
 
 # $(call variant,NAME): objects, library and test programs of one variant.
 define variant

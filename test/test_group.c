@@ -135,35 +135,8 @@ static bool default_pool_has_no_threads(void) {
 /* Run misuse() in a forked child with stderr on a pipe; the child must be
  * killed by SIGABRT after writing one line that starts with "weft: ". */
 static void expect_abort_with_weft_line(void (*misuse)(void)) {
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe(pipe_fds), 0);
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        close(pipe_fds[0]);
-        dup2(pipe_fds[1], STDERR_FILENO);
-        close(pipe_fds[1]);
-        signal(SIGABRT, SIG_DFL);
-        misuse();
-        _exit(0); /* misuse did not abort */
-    }
-    close(pipe_fds[1]);
     char text[512];
-    size_t length = 0;
-    for (;;) {
-        ssize_t got = read(pipe_fds[0], text + length, sizeof text - 1 - length);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) break;
-        length += (size_t)got;
-        if (length == sizeof text - 1) break;
-    }
-    text[length] = '\0';
-    close(pipe_fds[0]);
-    int status;
-    while (waitpid(child, &status, 0) < 0) ck_assert_int_eq(errno, EINTR);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-                  "child did not abort (status %#x), stderr: %s", status, text);
+    abort_output(misuse, text, sizeof text);
     ck_assert_msg(strncmp(text, "weft: ", 6) == 0, "stderr does not start with \"weft: \": %s",
                   text);
     char *newline = strchr(text, '\n');

@@ -20,43 +20,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Run misuse() in a forked child with stderr on a pipe; the child must be
- * killed by SIGABRT after writing exactly `message` and a newline. */
-static void expect_abort(void (*misuse)(void), const char *message) {
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe(pipe_fds), 0);
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        close(pipe_fds[0]);
-        dup2(pipe_fds[1], STDERR_FILENO);
-        close(pipe_fds[1]);
-        signal(SIGABRT, SIG_DFL);
-        misuse();
-        _exit(0); /* misuse did not abort */
-    }
-    close(pipe_fds[1]);
-    char text[512];
-    size_t length = 0;
-    for (;;) {
-        ssize_t got = read(pipe_fds[0], text + length, sizeof text - 1 - length);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) break;
-        length += (size_t)got;
-        if (length == sizeof text - 1) break;
-    }
-    text[length] = '\0';
-    close(pipe_fds[0]);
-    int status;
-    while (waitpid(child, &status, 0) < 0) ck_assert_int_eq(errno, EINTR);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-                  "child did not abort (status %#x), stderr: %s", status, text);
-    char expected[256];
-    snprintf(expected, sizeof expected, "%s\n", message);
-    ck_assert_str_eq(text, expected);
-}
-
 /* A deadline `ms` from now. */
 static weft_time in_ms(long ms) { return weft_deadline(WEFT_MS(ms)); }
 

@@ -140,41 +140,6 @@ static void await_fire_log(int target) {
     }
 }
 
-/* Run misuse() in a forked child whose stderr is a pipe; the child must
- * die of SIGABRT having written exactly `message` and a newline. */
-static void expect_abort(void (*misuse)(void), const char *message) {
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe(pipe_fds), 0);
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        close(pipe_fds[0]);
-        dup2(pipe_fds[1], STDERR_FILENO);
-        close(pipe_fds[1]);
-        signal(SIGABRT, SIG_DFL);
-        misuse();
-        _exit(0);
-    }
-    close(pipe_fds[1]);
-    char text[512];
-    size_t length = 0;
-    for (;;) {
-        ssize_t got = read(pipe_fds[0], text + length, sizeof text - 1 - length);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0 || (length += (size_t)got) == sizeof text - 1) break;
-    }
-    text[length] = '\0';
-    close(pipe_fds[0]);
-    int status;
-    while (waitpid(child, &status, 0) < 0) ck_assert_int_eq(errno, EINTR);
-    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-                  "child did not abort (status %#x), stderr: %s", status, text);
-    char expected[256];
-    snprintf(expected, sizeof expected, "%s\n", message);
-    ck_assert_str_eq(text, expected);
-}
-
 /* ---- the timer thread: order and timing ------------------------------- */
 
 START_TEST(test_timers_fire_in_deadline_order) {

@@ -1,4 +1,4 @@
-/* Helpers shared by the channel and select suites (private to test/).
+/* Helpers shared by the test suites (private to test/).
  *
  * Worker threads never call ck_assert: in CK_FORK=no mode a failed
  * assertion longjmps, which is undefined from any thread but the test's.
@@ -13,14 +13,18 @@
 #define WEFT_TEST_TESTUTIL_H
 
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "weft/time.h"
@@ -165,6 +169,49 @@ static inline void assert_each_seen_once(_Atomic unsigned char *seen, size_t tot
     for (size_t v = 0; v < total; v++)
         ck_assert_msg(atomic_load(&seen[v]) == 1, "value %zu seen %d times", v,
                       (int)atomic_load(&seen[v]));
+}
+
+/* Run misuse() in a forked child whose stderr is a pipe; assert that the
+ * child died of SIGABRT, and leave what it wrote in text (size bytes, NUL
+ * terminated). */
+static inline void abort_output(void (*misuse)(void), char *text, size_t size) {
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe(pipe_fds), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        close(pipe_fds[0]);
+        dup2(pipe_fds[1], STDERR_FILENO);
+        close(pipe_fds[1]);
+        signal(SIGABRT, SIG_DFL);
+        misuse();
+        _exit(0); /* misuse did not abort */
+    }
+    close(pipe_fds[1]);
+    size_t length = 0;
+    for (;;) {
+        ssize_t got = read(pipe_fds[0], text + length, size - 1 - length);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        length += (size_t)got;
+        if (length == size - 1) break;
+    }
+    text[length] = '\0';
+    close(pipe_fds[0]);
+    int status;
+    while (waitpid(child, &status, 0) < 0) ck_assert_int_eq(errno, EINTR);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                  "child did not abort (status %#x), stderr: %s", status, text);
+}
+
+/* The child running misuse() must abort having written exactly `message`
+ * and a newline: Go's panics become one "weft: ..." line. */
+static inline void expect_abort(void (*misuse)(void), const char *message) {
+    char text[512], expected[256];
+    abort_output(misuse, text, sizeof text);
+    snprintf(expected, sizeof expected, "%s\n", message);
+    ck_assert_str_eq(text, expected);
 }
 
 #endif
