@@ -33,6 +33,7 @@
 #include "fork.h"
 #include "parker.h"
 #include "time_internal.h"
+#include "timer.h"
 
 /* Every state from SLEEPING on means "the owner waits on the condvar". */
 enum { EMPTY, NOTIFIED, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
@@ -163,6 +164,8 @@ bool weft__parker_stuck(weft__parker *parker) {
 }
 
 int weft__parker_park(weft__parker *parker, weft_time deadline) {
+    /* A forked child's pending timers may be what this wait is for. */
+    if (atomic_load_explicit(&weft__timer_orphans, memory_order_relaxed)) weft__timer_revive();
     /* A partner that is running completes a hand-off within a few hundred
      * nanoseconds; one that is not needs our core, which the yields give. */
     for (weft__backoff backoff = {0}; !weft__backoff_done(&backoff);) {

@@ -220,10 +220,23 @@ static int start_thread(void) {
     if (error != 0) return WEFT_EAGAIN;
     pthread_detach(thread);
     thread_started = true;
+    atomic_store_explicit(&weft__timer_orphans, false, memory_order_relaxed);
     return 0;
 }
 
 /* ---- The API ---- */
+
+atomic_bool weft__timer_orphans;
+
+void weft__timer_revive(void) {
+    pthread_mutex_lock(&lock);
+    if (!thread_started && count > 0 && start_thread() != 0) {
+        pthread_mutex_unlock(&lock); /* still orphaned: the next call retries */
+        return;
+    }
+    atomic_store_explicit(&weft__timer_orphans, false, memory_order_relaxed);
+    pthread_mutex_unlock(&lock);
+}
 
 int weft__timer_start(weft__timer *timer, weft_time when) {
     pthread_mutex_lock(&lock);
@@ -287,8 +300,10 @@ void weft__timer_fork_prepare(void) { pthread_mutex_lock(&lock); }
 void weft__timer_fork_parent(void) { pthread_mutex_unlock(&lock); }
 
 /* The timer thread is gone; pending timers stay in the heap and a new
- * thread serves them. A fire in progress at the fork never returns in
- * the child, so nobody may wait for it. */
+ * thread serves them, started by the child's next timer call or blocking
+ * wait (weft__timer_revive), not here: a child that only execs must not
+ * pay for a thread, and may not start one. A fire in progress at the fork
+ * never returns in the child, so nobody may wait for it. */
 void weft__timer_fork_child(void) {
     running = NULL;
     stoppers = 0;
@@ -296,6 +311,6 @@ void weft__timer_fork_child(void) {
     sleeping_until = WEFT_FOREVER;
     pthread_cond_init(&fire_done, NULL);
     wake_ready = false; /* start_thread initialises wake again */
-    if (count > 0) start_thread();
+    atomic_store_explicit(&weft__timer_orphans, count > 0, memory_order_relaxed);
     pthread_mutex_unlock(&lock);
 }
