@@ -1034,15 +1034,19 @@ static bool race_next(race_schedule *race) {
 }
 
 /* After the parties returned: every result was 0 or WEFT_ECANCELED, and
- * both happened. Returns the number of rounds run. */
+ * both happened (where timing allows). Returns the number of rounds run. */
 static uint32_t race_finish(race_schedule *race) {
     uint32_t rounds = (uint32_t)(race->succeeded + race->cancelled);
     for (uint32_t i = 0; i < rounds; i++)
         ck_assert_msg(race->results[i] == 0 || race->results[i] == WEFT_ECANCELED,
                       "round %u: the _ctx call gave %d", i, race->results[i]);
-    ck_assert_msg(race->succeeded > 0 && race->cancelled > 0,
-                  "not raced in %u rounds: succeeded %ld, cancelled %ld", rounds, race->succeeded,
-                  race->cancelled);
+    /* Under valgrind (WEFT_TEST_SCALE > 1) threads run one at a time and
+     * the timing that makes both outcomes happen is gone; the
+     * exactly-once checks still hold there. */
+    if (test_scale() == 1)
+        ck_assert_msg(race->succeeded > 0 && race->cancelled > 0,
+                      "not raced in %u rounds: succeeded %ld, cancelled %ld", rounds,
+                      race->succeeded, race->cancelled);
     pthread_barrier_destroy(&race->start);
     pthread_barrier_destroy(&race->finish);
     return rounds;
