@@ -4,22 +4,24 @@
 #include "fork.h"
 #include "panic.h"
 
+/* The timer first: its prepare waits for a fire in progress, which may
+ * need a pool's mutex (an after-function starting) to finish. */
 static void prepare(void) {
-    weft__pool_fork_prepare();
     weft__timer_fork_prepare();
+    weft__pool_fork_prepare();
     weft__parker_fork_prepare();
 }
 
 static void parent(void) {
     weft__parker_fork_parent();
-    weft__timer_fork_parent();
     weft__pool_fork_parent();
+    weft__timer_fork_parent();
 }
 
 static void child(void) {
     weft__parker_fork_child();
-    weft__timer_fork_child();
     weft__pool_fork_child();
+    weft__timer_fork_child();
 }
 
 static pthread_once_t installed = PTHREAD_ONCE_INIT;

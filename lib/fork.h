@@ -20,8 +20,9 @@
 void weft__fork_watch(void);
 
 /* Each module's part, called by the handlers in this order: prepare takes
- * pools, then the timer lock, then the parker recycling lock; parent and
- * child undo it in reverse. */
+ * the timer lock (after any fire in progress has returned), then the
+ * pools, then the parker recycling lock; parent and child undo it in
+ * reverse. */
 void weft__pool_fork_prepare(void);
 void weft__pool_fork_parent(void);
 void weft__pool_fork_child(void);

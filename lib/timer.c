@@ -295,15 +295,29 @@ size_t weft__timer_pending(void) {
 
 /* ---- fork (fork.h) ---- */
 
-void weft__timer_fork_prepare(void) { pthread_mutex_lock(&lock); }
+/* Fork only between fires: a fire cut off by the fork would leave its
+ * owner half-done in the child (a context half canceled). Waiting counts
+ * as a stopper, so that the thread starts no new fire until the fork is
+ * over; the fire may itself need the lock, which the wait releases. */
+void weft__timer_fork_prepare(void) {
+    pthread_mutex_lock(&lock);
+    if (running && !on_timer_thread) {
+        stoppers++;
+        while (running) pthread_cond_wait(&fire_done, &lock);
+        stoppers--;
+    }
+}
 
-void weft__timer_fork_parent(void) { pthread_mutex_unlock(&lock); }
+void weft__timer_fork_parent(void) {
+    if (thread_started) pthread_cond_signal(&wake); /* it may wait for stoppers == 0 */
+    pthread_mutex_unlock(&lock);
+}
 
 /* The timer thread is gone; pending timers stay in the heap and a new
  * thread serves them, started by the child's next timer call or blocking
  * wait (weft__timer_revive), not here: a child that only execs must not
- * pay for a thread, and may not start one. A fire in progress at the fork
- * never returns in the child, so nobody may wait for it. */
+ * pay for a thread, and may not start one. No fire was in progress at
+ * the fork (prepare waited), unless the fork came from inside a fire. */
 void weft__timer_fork_child(void) {
     running = NULL;
     stoppers = 0;
