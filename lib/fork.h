@@ -5,9 +5,7 @@
  * before the fork (so the child inherits them in a known state), release
  * them afterwards in the parent, and in the child release them and forget
  * the threads: pools start empty (new goroutines start new threads) and
- * the timer thread is started again, if timers are pending, by the
- * child's next blocking wait or timer call (not in the handler: a child
- * that only execs should not start threads).
+ * the timer thread is started again if timers are pending.
  *
  * What no handler can repair: a channel, context or sync object that
  * another thread was using at the moment of the fork (its lock may be

@@ -314,9 +314,9 @@ void weft__timer_fork_parent(void) {
 }
 
 /* The timer thread is gone; pending timers stay in the heap and a new
- * thread serves them, started by the child's next timer call or blocking
- * wait (weft__timer_revive), not here: a child that only execs must not
- * pay for a thread, and may not start one. No fire was in progress at
+ * thread serves them, started here when timers are pending (should that
+ * fail, the child's next blocking wait or timer call tries again:
+ * weft__timer_revive). No fire was in progress at
  * the fork (prepare waited), unless the fork came from inside a fire. */
 void weft__timer_fork_child(void) {
     running = NULL;
@@ -326,5 +326,6 @@ void weft__timer_fork_child(void) {
     pthread_cond_init(&fire_done, NULL);
     wake_ready = false; /* start_thread initialises wake again */
     atomic_store_explicit(&weft__timer_orphans, count > 0, memory_order_relaxed);
+    if (count > 0) start_thread(); /* on failure, the next wait or timer call retries */
     pthread_mutex_unlock(&lock);
 }

@@ -866,6 +866,12 @@ static void reset_with_zero_period(void) { weft_ticker_reset(misused_ticker, 0);
 static void reset_with_negative_period(void) { weft_ticker_reset(misused_ticker, -WEFT_MS(1)); }
 
 START_TEST(test_ticker_reset_with_nonpositive_period_aborts) {
+#if defined(__SANITIZE_THREAD__)
+    /* The forked child restarts the timer thread for the pending ticker,
+     * and ThreadSanitizer kills a child that starts threads after a
+     * multi-threaded fork. The plain and asan runs check this. */
+    return;
+#endif
     misused_ticker = weft_ticker_new(WEFT_SEC(10));
     ck_assert_ptr_nonnull(misused_ticker);
     expect_abort(reset_with_zero_period, "weft: weft_ticker_reset: non-positive period");
