@@ -102,6 +102,7 @@ struct weft_chan {
     weft__waitq senders;                  /* parked senders (unbuffered: with their values) */
     weft__waitq receivers;                /* parked receivers */
     atomic_uint_fast64_t handoff_waiters; /* unbuffered: waiters ever queued (the version) */
+    void *block; /* what make allocated: the channel, and small slots after it */
 };
 
 static inline slot *slot_at(const weft_chan *channel, uint64_t index) {
@@ -153,25 +154,33 @@ static void advise_huge_pages(void *memory, size_t size) {
 /* The channel lock guards a few pointer moves. glibc's adaptive mutex
  * spins briefly before sleeping: a waiter for a held lock would otherwise
  * pay a futex round trip (several microseconds on a virtual machine) for
- * a critical section of tens of nanoseconds. */
-static int init_lock(pthread_mutex_t *lock) {
-    pthread_mutexattr_t attributes;
-    if (pthread_mutexattr_init(&attributes) != 0) return -1;
-    pthread_mutexattr_settype(&attributes, PTHREAD_MUTEX_ADAPTIVE_NP);
-    int error = pthread_mutex_init(lock, &attributes);
-    pthread_mutexattr_destroy(&attributes);
-    return error;
-}
+ * a critical section of tens of nanoseconds. Copying an initialized value
+ * costs less than a mutex attribute's init, set and destroy. */
+static const pthread_mutex_t adaptive_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+
+/* Slots up to this size live in the channel's own block: one malloc small
+ * enough for glibc's per-thread cache, instead of two allocations, one of
+ * them aligned (posix_memalign bypasses that cache and splits chunks). Go's
+ * ChanCreation benchmark is mostly this. Bigger rings get their own
+ * calloc, whose fresh pages the kernel zeroes lazily. */
+enum { INLINE_SLOTS_MAX = 512 };
 
 weft_chan *weft_chan_make(size_t elem_size, size_t cap) {
     size_t value_size = (elem_size + 7) & ~(size_t)7;
     if (value_size < elem_size || value_size > SIZE_MAX - sizeof(slot)) goto invalid;
     size_t slot_size = sizeof(slot) + value_size;
     if (cap > SIZE_MAX / slot_size || cap > (UINT64_MAX >> 2)) goto invalid;
+    size_t slots_size = cap * slot_size;
+    bool inline_slots = cap > 0 && slots_size <= INLINE_SLOTS_MAX;
 
-    weft_chan *channel = weft__aligned_alloc(CACHE_LINE, sizeof *channel);
-    if (!channel) goto no_memory;
-    memset(channel, 0, sizeof *channel);
+    /* Aligned by hand: the cache-line members need it, and malloc is fast. */
+    size_t block_size = sizeof(weft_chan) + (inline_slots ? slots_size : 0) + CACHE_LINE - 1;
+    void *block = weft__malloc(block_size);
+    if (!block) goto no_memory;
+    weft_chan *channel =
+        (weft_chan *)(((uintptr_t)block + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1));
+    memset(channel, 0, sizeof *channel + (inline_slots ? slots_size : 0));
+    channel->block = block;
     channel->elem_size = elem_size;
     channel->cap = cap;
     channel->slot_size = slot_size;
@@ -179,25 +188,30 @@ weft_chan *weft_chan_make(size_t elem_size, size_t cap) {
     while (mark_bit < (uint64_t)cap + 1) mark_bit <<= 1;
     channel->mark_bit = mark_bit;
     channel->one_lap = mark_bit << 1;
-    if (cap > 0) {
+    if (inline_slots) {
+        channel->slots = (unsigned char *)(channel + 1);
+    } else if (cap > 0) {
         channel->slots = weft__calloc(cap, slot_size);
         if (!channel->slots) goto no_slots;
-        advise_huge_pages(channel->slots, cap * slot_size);
+        advise_huge_pages(channel->slots, slots_size);
     }
-    if (init_lock(&channel->lock) != 0) goto no_lock;
+    channel->lock = adaptive_lock;
     atomic_init(&channel->references, 1);
     return channel;
 
-no_lock:
-    weft__free(channel->slots);
 no_slots:
-    weft__free(channel);
+    weft__free(block);
 no_memory:
     errno = ENOMEM;
     return NULL;
 invalid:
     errno = EINVAL;
     return NULL;
+}
+
+/* The slots, when make allocated them apart from the channel. */
+static void *separate_slots(const weft_chan *channel) {
+    return channel->slots == (const unsigned char *)(channel + 1) ? NULL : channel->slots;
 }
 
 void weft_chan_retain(weft_chan *channel) {
@@ -210,8 +224,8 @@ void weft_chan_release(weft_chan *channel) {
     if (before > 1) return;
     if (before < 1) weft__panic("weft_chan_release of a channel with no references");
     pthread_mutex_destroy(&channel->lock);
-    weft__free(channel->slots);
-    weft__free(channel);
+    weft__free(separate_slots(channel));
+    weft__free(channel->block);
 }
 
 size_t weft_chan_cap(const weft_chan *channel) { return channel ? channel->cap : 0; }
