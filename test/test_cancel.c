@@ -68,16 +68,6 @@ enum {
 
 static weft_time in_ms(long ms) { return weft_deadline(WEFT_MS(ms)); }
 
-/* Poll until weft_goroutines() == want, for at most WAIT_MS. */
-static bool goroutines_become(int want) {
-    weft_time give_up = in_ms(WAIT_MS);
-    while (weft_goroutines() != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
 /* Busy-wait until when (sub-millisecond schedules in the races). */
 static void spin_until(weft_time when) {
     while (weft_now() < when) {}

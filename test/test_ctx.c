@@ -82,26 +82,6 @@ static bool ended_with(weft_ctx *ctx, int error) {
     return weft_ctx_err(ctx) == error && done && weft_chan_try_recv(done, NULL) == WEFT_ECLOSED;
 }
 
-/* Poll until *value == want, for at most WAIT_MS. */
-static bool int_becomes(atomic_int *value, int want) {
-    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
-    while (atomic_load(value) != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
-/* Poll until weft_goroutines() == want, for at most WAIT_MS. */
-static bool goroutines_become(int want) {
-    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
-    while (weft_goroutines() != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
 /* Block until ctx's done channel closes, at most WAIT_MS; the receive's
  * result (WEFT_ECLOSED when it closed). */
 static int wait_done(weft_ctx *ctx) {

@@ -168,27 +168,6 @@ static void wait_at_latch(void *arg) { latch_wait(arg); }
 /* A goroutine body: count one run. */
 static void count_run(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
 
-/* Poll until *counter == want, for at most WAIT_MS. */
-static bool count_becomes(atomic_int *counter, int want) {
-    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
-    while (atomic_load(counter) != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
-/* Poll until no goroutine runs: then every pooled thread that ran one has
- * its parker and sits idle, and allocates nothing more. */
-static bool goroutines_become(int want) {
-    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
-    while (weft_goroutines() != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
 static void quiesce(void) {
     ck_assert_msg(goroutines_become(0), "goroutines still running: %d", weft_goroutines());
 }
@@ -223,7 +202,7 @@ static void warm_parker(void) { ck_assert_int_eq(block_briefly(), WEFT_ETIMEDOUT
 static void warm_default_pool(void) {
     atomic_int ran = 0;
     ck_assert_int_eq(weft_go(count_run, &ran), 0);
-    ck_assert(count_becomes(&ran, 1));
+    ck_assert(int_becomes(&ran, 1));
     quiesce();
 }
 
@@ -290,7 +269,7 @@ START_TEST(pool_new_fails_cleanly_at_every_allocation) {
         ck_assert_ptr_nonnull(pool);
         atomic_int ran = 0;
         ck_assert_int_eq(weft_pool_go(pool, count_run, &ran), 0);
-        ck_assert(count_becomes(&ran, 1));
+        ck_assert(int_becomes(&ran, 1));
         ck_assert_int_eq(weft_pool_close(pool), 0);
         ck_assert_int_ge(report_points("weft_pool_new", k, NULL), 1);
         return;
@@ -324,7 +303,7 @@ START_TEST(pool_go_starting_a_thread_fails_cleanly_at_every_allocation) {
     }
     ck_assert_int_ge(report_points("weft_pool_go (new thread)", k, NULL), 1);
     latch_open(&gate);
-    ck_assert(count_becomes(&gate.passed, 1));
+    ck_assert(int_becomes(&gate.passed, 1));
     quiesce();
     ck_assert_int_eq(atomic_load(&gate.arrived), 1); /* the failed calls never ran */
 
@@ -335,7 +314,7 @@ START_TEST(pool_go_starting_a_thread_fails_cleanly_at_every_allocation) {
     long attempts = disarm();
     ck_assert_int_eq(result, 0);
     ck_assert_int_eq(attempts, 0);
-    ck_assert(count_becomes(&ran, 1));
+    ck_assert(int_becomes(&ran, 1));
     report_points("weft_pool_go (hand-off to an idle thread)", 1, "allocates nothing");
     ck_assert_int_eq(weft_pool_close(pool), 0);
     latch_destroy(&gate);
@@ -357,7 +336,7 @@ START_TEST(go_handing_off_to_an_idle_thread_allocates_nothing) {
         if (result == WEFT_ENOMEM && attempts >= 1 && round < 20) continue; /* it left */
         ck_assert_int_eq(result, 0);
         ck_assert_int_eq(attempts, 0);
-        ck_assert(count_becomes(&ran, 1));
+        ck_assert(int_becomes(&ran, 1));
         quiesce();
         break;
     }
@@ -402,7 +381,7 @@ static void take_recycled_parkers(parker_holders *holders, holder *records) {
         record->holders = holders;
         atomic_init(&record->done, 0);
         start_thread(&holders->threads[holders->count++], hold_parker, record);
-        ck_assert(count_becomes(&record->done, 1));
+        ck_assert(int_becomes(&record->done, 1));
         if (record->attempts > 0) return;
     }
 }
@@ -433,7 +412,7 @@ START_TEST(pool_thread_whose_parker_fails_leaves_and_pool_stays_usable) {
         latch gate;
         latch_init(&gate);
         ck_assert_int_eq(weft_pool_go(pool, wait_at_latch, &gate), 0);
-        ck_assert(count_becomes(&gate.arrived, 1));
+        ck_assert(int_becomes(&gate.arrived, 1));
         arm(1);
         latch_open(&gate);
         bool ended = goroutines_become(0);
@@ -448,7 +427,7 @@ START_TEST(pool_thread_whose_parker_fails_leaves_and_pool_stays_usable) {
 
         atomic_int ran = 0;
         ck_assert_int_eq(weft_pool_go(pool, count_run, &ran), 0);
-        ck_assert(count_becomes(&ran, 1));
+        ck_assert(int_becomes(&ran, 1));
         quiesce();
         ck_assert_int_eq(weft__pool_threads(pool), 1);
         ck_assert_int_eq(weft_pool_close(pool), 0);
@@ -508,7 +487,7 @@ START_TEST(wg_go_fails_cleanly_at_every_allocation) {
     wg_waiter waiter = {.wg = &wg};
     pthread_t thread;
     start_thread(&thread, wait_on_wg, &waiter);
-    ck_assert(count_becomes(&waiter.started, 1));
+    ck_assert(int_becomes(&waiter.started, 1));
     sleep_ms(SETTLE_MS);
     for (k = 1; k <= MAX_POINTS; k++) {
         arm(k);
@@ -525,12 +504,12 @@ START_TEST(wg_go_fails_cleanly_at_every_allocation) {
     /* One point more if the default pool had no idle thread left (its
      * threads time out after 50 ms when Check does not fork). */
     ck_assert_int_ge(report_points("weft_wg_go (a waiter parked)", k, NULL), points);
-    ck_assert(count_becomes(&ran, 2));
+    ck_assert(int_becomes(&ran, 2));
     quiesce();
     sleep_ms(SETTLE_MS);
     ck_assert_int_eq(atomic_load(&waiter.returned), 0); /* the add(1) still holds it */
     weft_wg_done(&wg);
-    ck_assert(count_becomes(&waiter.returned, 1));
+    ck_assert(int_becomes(&waiter.returned, 1));
     join_thread(thread);
     weft_wg_destroy(&wg);
 }
@@ -711,7 +690,7 @@ START_TEST(ctx_after_func_fails_cleanly_at_every_allocation) {
                     ck_assert_int_eq(atomic_load(&probe.runs), 0);
                     weft_ctx_cancel(ctx);
                 }
-                ck_assert(count_becomes(&probe.runs, 1));
+                ck_assert(int_becomes(&probe.runs, 1));
                 ck_assert(!weft_ctx_after_stop(after));
             } else {
                 ck_assert(failed);
@@ -1168,7 +1147,7 @@ START_TEST(first_blocking_call_of_a_new_thread_survives_a_failed_parker) {
             trial *each = &trials[started];
             *each = (trial){.on = &on, .op = op, .k = k, .release = &release};
             start_thread(&threads[started++], run_trial, each);
-            ck_assert(count_becomes(&each->done, 1));
+            ck_assert(int_becomes(&each->done, 1));
             if (each->attempts == 0) continue; /* a recycled parker: try a newer thread */
             bool failed = each->attempts >= k;
             /* It worked: waited until its deadline, never less. */
@@ -1233,7 +1212,7 @@ START_TEST(pool_go_with_failing_thread_start_disturbs_nobody) {
     atomic_init(&receiver.result, 1);
     ck_assert_ptr_nonnull(receiver.channel);
     ck_assert_int_eq(weft_pool_go(pool, receive_once, &receiver), 0);
-    ck_assert(count_becomes(&receiver.blocked, 1));
+    ck_assert(int_becomes(&receiver.blocked, 1));
     sleep_ms(SETTLE_MS);
 
     atomic_int ran = 0;
@@ -1248,10 +1227,10 @@ START_TEST(pool_go_with_failing_thread_start_disturbs_nobody) {
     ck_assert_int_eq(atomic_load(&receiver.result), 1); /* still blocked */
 
     ck_assert_int_eq(weft_pool_go(pool, count_run, &ran), 0); /* the hook is used up */
-    ck_assert(count_becomes(&ran, 1));
+    ck_assert(int_becomes(&ran, 1));
     uint64_t value = 77;
     ck_assert_int_eq(weft_chan_send(receiver.channel, &value), 0);
-    ck_assert(count_becomes(&receiver.result, 0));
+    ck_assert(int_becomes(&receiver.result, 0));
     ck_assert_uint_eq(receiver.got, 77);
     quiesce();
     ck_assert_int_eq(weft_pool_close(pool), 0);
@@ -1308,13 +1287,13 @@ START_TEST(default_pool_starters_with_failing_thread_start_disturb_nobody) {
         wg_waiter waiter = {.wg = &wg};
         pthread_t thread;
         start_thread(&thread, wait_on_wg, &waiter);
-        ck_assert(count_becomes(&waiter.started, 1));
+        ck_assert(int_becomes(&waiter.started, 1));
         weft_group *group = weft_group_new(NULL);
         ck_assert_ptr_nonnull(group);
 
         int base = weft_goroutines();
         int started = occupy_until_thread_start_fails(how, &gate, &wg, group);
-        ck_assert(count_becomes(&gate.arrived, started));
+        ck_assert(int_becomes(&gate.arrived, started));
         ck_assert_int_eq(weft_goroutines(), base + started);
         sleep_ms(SETTLE_MS);
         ck_assert_int_eq(atomic_load(&gate.arrived), started); /* the failed one never ran */
@@ -1327,16 +1306,16 @@ START_TEST(default_pool_starters_with_failing_thread_start_disturb_nobody) {
         case START_WG_GO: ck_assert_int_eq(weft_wg_go(&wg, wait_at_latch, &gate), 0); break;
         default: ck_assert_int_eq(weft_group_go(group, task_waits_at_latch, &gate), 0); break;
         }
-        ck_assert(count_becomes(&gate.arrived, started + 1));
+        ck_assert(int_becomes(&gate.arrived, started + 1));
         latch_open(&gate);
-        ck_assert(count_becomes(&gate.passed, started + 1));
+        ck_assert(int_becomes(&gate.passed, started + 1));
         ck_assert_int_eq(weft_group_wait(group), 0);
         weft_group_free(group);
         quiesce();
         sleep_ms(SETTLE_MS);
         ck_assert_int_eq(atomic_load(&waiter.returned), 0); /* the add(1) still holds it */
         weft_wg_done(&wg);
-        ck_assert(count_becomes(&waiter.returned, 1));
+        ck_assert(int_becomes(&waiter.returned, 1));
         join_thread(thread);
         weft_wg_destroy(&wg);
         latch_destroy(&gate);
@@ -1355,7 +1334,7 @@ START_TEST(after_func_runs_once_when_no_pooled_thread_can_start) {
     latch gate;
     latch_init(&gate);
     int started = occupy_until_thread_start_fails(START_GO, &gate, NULL, NULL);
-    ck_assert(count_becomes(&gate.arrived, started));
+    ck_assert(int_becomes(&gate.arrived, started));
     weft_ctx *ctx = weft_ctx_with_cancel(NULL);
     ck_assert_ptr_nonnull(ctx);
     after_probe probe = {0};
@@ -1363,12 +1342,12 @@ START_TEST(after_func_runs_once_when_no_pooled_thread_can_start) {
     ck_assert_ptr_nonnull(after);
     weft__pool_fail_thread_create(MAX_OCCUPY);
     weft_ctx_cancel(ctx);
-    ck_assert(count_becomes(&probe.runs, 1));
+    ck_assert(int_becomes(&probe.runs, 1));
     weft__pool_fail_thread_create(0);
     ck_assert(!weft_ctx_after_stop(after));
     weft_ctx_release(ctx);
     latch_open(&gate);
-    ck_assert(count_becomes(&gate.passed, started));
+    ck_assert(int_becomes(&gate.passed, started));
     quiesce();
     sleep_ms(SETTLE_MS);
     ck_assert_int_eq(atomic_load(&probe.runs), 1);
@@ -1613,9 +1592,7 @@ static Suite *faults_suite(void) {
 }
 
 int main(void) {
-    SRunner *probe = srunner_create(suite_create("probe"));
-    bool forking = srunner_fork_status(probe) != CK_NOFORK;
-    srunner_free(probe);
+    bool forking = check_forks();
     /* Without fork every test shares one default pool; a short idle
      * timeout lets its threads leave before exit (valgrind would call a
      * live thread's TLS "possibly lost"). */

@@ -16,24 +16,10 @@
 
 #include "alloc.h"
 #include "go_internal.h"
+#include "testutil.h"
 #include "weft/go.h"
 
 enum { WAIT_MS = 20000 }; /* bound on any wait; far above what a healthy run needs */
-
-static void sleep_ms(long ms) {
-    struct timespec duration = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&duration, &duration) != 0 && errno == EINTR) {}
-}
-
-/* Poll until weft_goroutines() == want, for at most WAIT_MS. */
-static bool goroutines_become(int want) {
-    weft_time deadline = weft_deadline(WEFT_MS(WAIT_MS));
-    while (weft_goroutines() != want) {
-        if (weft_now() >= deadline) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
 
 /* Poll until pool's thread count == want, for at most WAIT_MS. */
 static bool threads_become(weft_pool *pool, int want) {
@@ -723,9 +709,7 @@ static Suite *go_suite(bool forking) {
 int main(void) {
     /* The fork status must be known before the suite is built: ask a
      * throwaway runner, which reads CK_FORK. */
-    SRunner *probe = srunner_create(suite_create("probe"));
-    bool forking = srunner_fork_status(probe) != CK_NOFORK;
-    srunner_free(probe);
+    bool forking = check_forks();
 
     /* Without fork every test shares one default pool. A short idle
      * timeout lets its threads leave before exit, so that valgrind finds

@@ -28,16 +28,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Poll until weft_goroutines() == want, for at most 20 s. */
-static bool goroutines_become(int want) {
-    weft_time give_up = weft_deadline(WEFT_SEC(20));
-    while (weft_goroutines() != want) {
-        if (weft_now() >= give_up) return false;
-        sleep_ms(1);
-    }
-    return true;
-}
-
 /* Wait for channel c to be closed: WEFT_ECLOSED, or WEFT_ETIMEDOUT after
  * 20 s, so that a missing wake-up fails the test instead of hanging it. */
 static int wait_closed(weft_chan *c) {
@@ -771,9 +761,7 @@ static Suite *group_suite(bool forking) {
 int main(void) {
     /* The fork status must be known before the suite is built: ask a
      * throwaway runner, which reads CK_FORK. */
-    SRunner *probe = srunner_create(suite_create("probe"));
-    bool forking = srunner_fork_status(probe) != CK_NOFORK;
-    srunner_free(probe);
+    bool forking = check_forks();
 
     /* Without fork every test shares one default pool. A short idle
      * timeout lets its threads leave before exit, so that valgrind finds

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "weft/go.h"
 #include "weft/time.h"
 
 /* The per-test timeout in seconds: 120, or CK_DEFAULT_TIMEOUT when that is
@@ -110,6 +112,42 @@ static inline void wait_for_count_long(atomic_long *counter, long target) {
                       target);
         sleep_ms(1);
     }
+}
+
+/* The *_become helpers poll for at most this long: far above what a
+ * healthy run needs, so that a missing wake-up fails the test instead of
+ * hanging it. */
+#define BECOME_LIMIT_MS 20000
+
+/* Poll until *value == want; false if it has not after BECOME_LIMIT_MS. */
+static inline bool int_becomes(atomic_int *value, int want) {
+    weft_time give_up = weft_deadline(WEFT_MS(BECOME_LIMIT_MS));
+    while (atomic_load(value) != want) {
+        if (weft_now() >= give_up) return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+/* Poll until weft_goroutines() == want; false if it has not after
+ * BECOME_LIMIT_MS. */
+static inline bool goroutines_become(int want) {
+    weft_time give_up = weft_deadline(WEFT_MS(BECOME_LIMIT_MS));
+    while (weft_goroutines() != want) {
+        if (weft_now() >= give_up) return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+/* Whether Check runs each test in a child process (CK_FORK). Suites that
+ * build differently without fork need it before the suite exists, so a
+ * throwaway runner is asked. */
+static inline bool check_forks(void) {
+    SRunner *probe = srunner_create(suite_create("probe"));
+    bool forking = srunner_fork_status(probe) != CK_NOFORK;
+    srunner_free(probe);
+    return forking;
 }
 
 /* A small deterministic generator for test data (xorshift64*). */
