@@ -24,7 +24,6 @@
  *   asleep). Pokes come from the sleeper whose registration makes the
  *   counts match and from a goroutine's end; both also move the epoch. */
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include <unistd.h>
 
 #include "deadlock.h"
+#include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
 #include "weft/chan.h"
@@ -108,23 +108,10 @@ static void poke_watchdog(void) {
         return;
     }
     if (!watch_ready) {
-        pthread_condattr_t attributes;
-        if (pthread_condattr_init(&attributes) != 0) return;
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-        int error = pthread_cond_init(&watch, &attributes);
-        pthread_condattr_destroy(&attributes);
-        if (error != 0) return;
+        if (weft__monotonic_cond_init(&watch) != 0) return;
         watch_ready = true;
     }
-    /* As the timer thread: no process signal is ever delivered to it. */
-    sigset_t all, saved;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
-    pthread_t thread;
-    int error = pthread_create(&thread, NULL, watchdog_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
-    if (error != 0) return; /* the next poke tries again */
-    pthread_detach(thread);
+    if (weft__start_service_thread(watchdog_main) != 0) return; /* the next poke tries again */
     watchdog_started = true;
 }
 

@@ -32,6 +32,7 @@
 #include "deadlock.h"
 #include "fork.h"
 #include "parker.h"
+#include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
 
@@ -62,18 +63,12 @@ static weft__parker *make_parker(void) {
     weft__parker *parker = weft__aligned_alloc(_Alignof(weft__parker), sizeof *parker);
     if (!parker) return NULL;
     memset(parker, 0, sizeof *parker);
-    pthread_condattr_t attributes;
-    if (pthread_condattr_init(&attributes) != 0) goto fail_attributes;
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&parker->cond, &attributes) != 0) goto fail_cond;
-    pthread_condattr_destroy(&attributes);
+    if (weft__monotonic_cond_init(&parker->cond) != 0) goto fail_cond;
     if (pthread_mutex_init(&parker->mutex, NULL) != 0) goto fail_mutex;
     return parker;
 fail_mutex:
     pthread_cond_destroy(&parker->cond);
 fail_cond:
-    pthread_condattr_destroy(&attributes);
-fail_attributes:
     weft__free(parker);
     return NULL;
 }
@@ -214,11 +209,7 @@ void weft__parker_fork_child(void) {
     weft__deadlock_fork_child();
     if (!current) return;
     pthread_mutex_init(&current->mutex, NULL);
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&current->cond, &attributes);
-    pthread_condattr_destroy(&attributes);
+    weft__monotonic_cond_init(&current->cond);
     atomic_store_explicit(&current->state, EMPTY, memory_order_relaxed);
     take(current); /* the same thread, with the child's kernel id */
 }

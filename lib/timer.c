@@ -59,7 +59,6 @@
  * the thread runs, but not the thread. */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +67,7 @@
 #include "alloc.h"
 #include "fork.h"
 #include "panic.h"
+#include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
 #include "weft/error.h"
@@ -201,24 +201,10 @@ static void *timer_main(void *unused) {
 static int start_thread(void) {
     weft__fork_watch();
     if (!wake_ready) {
-        pthread_condattr_t attributes;
-        if (pthread_condattr_init(&attributes) != 0) return WEFT_EAGAIN;
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-        int error = pthread_cond_init(&wake, &attributes);
-        pthread_condattr_destroy(&attributes);
-        if (error != 0) return WEFT_EAGAIN;
+        if (weft__monotonic_cond_init(&wake) != 0) return WEFT_EAGAIN;
         wake_ready = true;
     }
-    /* The thread inherits the creator's signal mask: block everything in
-     * it, so that no process signal is ever delivered to the timer thread. */
-    sigset_t all, saved;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &saved);
-    pthread_t thread;
-    int error = pthread_create(&thread, NULL, timer_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
-    if (error != 0) return WEFT_EAGAIN;
-    pthread_detach(thread);
+    if (weft__start_service_thread(timer_main) != 0) return WEFT_EAGAIN;
     thread_started = true;
     atomic_store_explicit(&weft__timer_orphans, false, memory_order_relaxed);
     return 0;
