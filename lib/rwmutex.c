@@ -12,9 +12,8 @@
  *
  * Fast paths (no lock):
  *   rlock    CAS +READER, only while neither WRITER nor WRITER_QUEUED is set
- *   runlock  fetch_sub READER; the reader that takes the count to zero
- *            while WRITER_QUEUED is set goes to the slow path to admit the
- *            next writer
+ *   runlock  CAS -READER; the last reader while WRITER_QUEUED is set
+ *            leaves on the slow path instead, to admit the next writer
  *   lock     CAS 0 -> WRITER
  *   unlock   CAS WRITER -> 0, which fails when anyone is queued
  *
@@ -28,7 +27,7 @@
  *   sets WRITER_QUEUED on a state that still has WRITER or readers. So a
  *   queued reader is always behind something whose end comes to m->lock:
  *   the writer's unlock (its fast CAS fails on the *_QUEUED bits), the last
- *   reader's runlock (its fetch_sub sees WRITER_QUEUED: the set happened
+ *   reader's runlock (it sees WRITER_QUEUED: the set happened
  *   while readers held the lock, before the count reached zero), or the
  *   queued writers themselves (a writer that gives up and leaves the queue
  *   empty admits the queued readers).
@@ -45,7 +44,7 @@
  * wakes, so a woken waiter owns the lock and never retries.
  *
  * Memory ordering: rlock's and lock's acquire CAS read the release RMW of
- * the last unlock or runlock (runlock's fetch_sub is acq_rel, so the last
+ * the last unlock or runlock (runlock's CAS is acq_rel, so the last
  * reader out also carries the other readers' critical sections to the
  * writer it admits); hand-offs pass through m->lock and the parker
  * (seq_cst exchange in unpark, acquire load in park).
@@ -217,12 +216,18 @@ int weft_rwmutex_rlock_ctx(weft_rwmutex *m, weft_ctx *ctx) {
     return rlock_slow(m, WEFT_FOREVER, ctx);
 }
 
-static void runlock_slow(weft_rwmutex *m) {
+/* The last reader out while a writer waits leaves under m->lock, so that
+ * the count's fall to zero and the hand-off are one step. Were the count
+ * to fall first, a queued writer could give up, a new writer take the free
+ * lock on the fast path, unlock it and destroy the rwmutex, all before this
+ * reader reached m->lock. */
+static void runlock_last(weft_rwmutex *m) {
     weft__waiter *granted = NULL;
     weft__sync_lock(&m->lock);
-    uint32_t state = atomic_load_explicit(&m->state, memory_order_relaxed);
-    /* Still the moment to admit a writer? (A writer may have given up.) */
-    if (READER_COUNT(state) == 0 && !(state & WRITER) && (state & WRITER_QUEUED)) {
+    /* Readers may have entered since the caller looked, if the writers
+     * gave up meanwhile; then one of them is the last, not us. */
+    uint32_t prior = atomic_fetch_sub_explicit(&m->state, READER, memory_order_acq_rel);
+    if (READER_COUNT(prior) == 1 && !(prior & WRITER) && (prior & WRITER_QUEUED)) {
         if (claim_writer(m, &granted))
             update_state(m, WRITER, weft__sync_queue_empty(&m->writers) ? WRITER_QUEUED : 0, 0);
         else
@@ -233,9 +238,15 @@ static void runlock_slow(weft_rwmutex *m) {
 }
 
 void weft_rwmutex_runlock(weft_rwmutex *m) {
-    uint32_t prior = atomic_fetch_sub_explicit(&m->state, READER, memory_order_acq_rel);
-    if (READER_COUNT(prior) == 0) weft__panic("runlock of unlocked rwmutex");
-    if (READER_COUNT(prior) == 1 && (prior & WRITER_QUEUED)) runlock_slow(m);
+    uint32_t state = atomic_load_explicit(&m->state, memory_order_relaxed);
+    do {
+        if (READER_COUNT(state) == 0) weft__panic("runlock of unlocked rwmutex");
+        if (READER_COUNT(state) == 1 && (state & WRITER_QUEUED)) {
+            runlock_last(m);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&m->state, &state, state - READER,
+                                                    memory_order_acq_rel, memory_order_relaxed));
 }
 
 /* ---- writers ----------------------------------------------------------- */
@@ -341,4 +352,8 @@ void weft_rwmutex_unlock(weft_rwmutex *m) {
 
 bool weft__rwmutex_readers_queued(weft_rwmutex *m) {
     return atomic_load_explicit(&m->state, memory_order_relaxed) & READERS_QUEUED;
+}
+
+uint32_t weft__rwmutex_readers(weft_rwmutex *m) {
+    return READER_COUNT(atomic_load_explicit(&m->state, memory_order_relaxed));
 }

@@ -200,10 +200,11 @@ static inline void weft__sync_unpark_list(weft__waiter *list) {
 }
 
 /* Test hooks: whether a thread is queued on m (parked or about to park);
- * whether a reader is queued on rwmutex m; how many requests are queued
- * on semaphore s. */
+ * whether a reader is queued on rwmutex m; how many readers hold it; how
+ * many requests are queued on semaphore s. */
 bool weft__mutex_has_waiters(weft_mutex *m);
 bool weft__rwmutex_readers_queued(weft_rwmutex *m);
+uint32_t weft__rwmutex_readers(weft_rwmutex *m);
 int weft__sem_queued(weft_sem *s);
 
 /* Without a parker (its one-time allocation failed) a blocking call

@@ -782,6 +782,50 @@ START_TEST(test_rwmutex_timed_out_writer_admits_readers_it_held_back) {
 }
 END_TEST
 
+typedef struct {
+    weft_rwmutex *rwmutex;
+    atomic_int calling; /* 1 just before the runlock call */
+} rw_runlock_args;
+
+static void *rw_runlocking(void *arg) {
+    rw_runlock_args *args = arg;
+    atomic_store(&args->calling, 1);
+    weft_rwmutex_runlock(args->rwmutex);
+    return NULL;
+}
+
+/* The last reader out while a writer waits must leave the count only once
+ * it holds the rwmutex's internal lock. Were the count to fall first, the
+ * queued writer could give up, another thread take the free lock, release
+ * it and destroy the rwmutex, all before the reader's hand-off touched it.
+ * Holding the internal lock here stops the reader at that point. */
+START_TEST(test_rwmutex_last_reader_stays_counted_until_its_hand_off) {
+    weft_rwmutex *rwmutex = malloc(sizeof *rwmutex);
+    ck_assert_ptr_nonnull(rwmutex);
+    weft_rwmutex_init(rwmutex);
+    weft_rwmutex_rlock(rwmutex);
+    atomic_int started = 0, holding = 0;
+    rw_blocker_args writer = {rwmutex, &started, &holding, in_ms(30000), -1};
+    pthread_t writer_thread, reader_thread;
+    start_thread(&writer_thread, rw_blocking_writer, &writer);
+    wait_for_queued_writer(rwmutex);
+
+    weft__sync_lock(&rwmutex->lock);
+    rw_runlock_args reader = {rwmutex, 0};
+    start_thread(&reader_thread, rw_runlocking, &reader);
+    wait_for_count(&reader.calling, 1);
+    ck_assert_uint_eq(weft__rwmutex_readers(rwmutex), 1);
+    weft__sync_unlock(&rwmutex->lock);
+
+    join_thread(reader_thread);
+    join_thread(writer_thread);
+    ck_assert_int_eq(writer.result, 0); /* the reader handed it the lock */
+    ck_assert_int_eq(atomic_load(&holding), 1);
+    weft_rwmutex_destroy(rwmutex);
+    free(rwmutex);
+}
+END_TEST
+
 START_TEST(test_rwmutex_writer_unlock_admits_all_queued_readers) {
     enum { READERS = 3 };
     weft_rwmutex rwmutex = WEFT_RWMUTEX_INIT;
@@ -1158,6 +1202,7 @@ static Suite *sync_suite(void) {
     tcase_add_test(rwmutex, test_rwmutex_pending_writer_blocks_new_reader);
     tcase_add_test(rwmutex, test_rwmutex_timed_out_writer_admits_readers_it_held_back);
     tcase_add_test(rwmutex, test_rwmutex_writer_unlock_admits_all_queued_readers);
+    tcase_add_test(rwmutex, test_rwmutex_last_reader_stays_counted_until_its_hand_off);
     tcase_add_test(rwmutex, test_rwmutex_lock_until_times_out_never_early);
     tcase_add_test(rwmutex, test_rwmutex_misuse_aborts);
     suite_add_tcase(suite, rwmutex);
