@@ -12,7 +12,12 @@
 #                        divided by WEFT_TEST_SCALE, default 10)
 #   make bench           build bench/weft-bench and run it
 #   make examples        build examples/*.c into build/release/examples/
-#   make install / uninstall   PREFIX=/usr/local DESTDIR= (BINDIR: weft-bench)
+#   make install / uninstall   PREFIX=/usr/local DESTDIR= (BINDIR: weft-bench; headers,
+#                        libraries, weft.pc, the CMake package in CMAKEDIR, man pages in MANDIR)
+#   make install-check   install into build/install-check/ and build and run consumers against
+#                        it (test/install/check.sh: pkg-config, CMake, C++, man)
+#   make cxx-check       every public header and test/install/hello.cpp as C++ (CXX, CXX_STDS)
+#   make man-check       every public function has a man page; every page renders cleanly
 #   make format / check-format  clang-format on every source
 #   make clean
 #
@@ -27,8 +32,19 @@
 # compiler command line in build/<variant>/flags; a change (say CC=clang)
 # rebuilds that variant.
 
-VERSION     := 0.1.0
-SOVERSION   := 0
+# The version is written once, in include/weft/version.h; the library's
+# file name (libweft.so.VERSION), its soname (libweft.so.SOVERSION, the
+# major version), weft.pc and the CMake package take it from there.
+version_part = $(shell sed -n 's/^[#]define WEFT_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/weft/version.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION_PATCH := $(call version_part,PATCH)
+ifeq ($(words $(VERSION_MAJOR) $(VERSION_MINOR) $(VERSION_PATCH)),3)
+VERSION     := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+else
+$(error cannot read WEFT_VERSION_MAJOR, _MINOR and _PATCH from include/weft/version.h)
+endif
+SOVERSION   := $(VERSION_MAJOR)
 
 PKG_CONFIG  ?= pkg-config
 CLANG_FORMAT ?= clang-format
@@ -52,6 +68,8 @@ BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR    ?= $(LIBDIR)/cmake/weft
+MANDIR      ?= $(PREFIX)/share/man
 
 TEST_TIMEOUT           ?= 120
 SAN_TIMEOUT_MULTIPLIER ?= 5
@@ -73,7 +91,9 @@ TESTS        ?= $(sort $(wildcard test/test_*.c))
 BENCH_SRCS   := $(sort $(wildcard bench/*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 FORMAT_SRCS   = $(wildcard include/weft.h include/weft/*.h lib/*.[ch] test/*.[ch] \
-                  test/*/*.[ch] bench/*.[ch] examples/*.[ch])
+                  test/*/*.[ch] test/*/*.cpp bench/*.[ch] examples/*.[ch])
+
+MAN_PAGES   := $(sort $(wildcard man/man3/*.3))
 
 STATIC_LIB  := lib/libweft.a
 SONAME      := libweft.so.$(SOVERSION)
@@ -116,7 +136,7 @@ tsan_RUN_WRAP    = $(shell r=$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || ec
                      [ "$$r" -gt 28 ] && command -v setarch >/dev/null && echo "setarch $$(uname -m) -R")
 
 .PHONY: all test build-tests tsan asan valgrind bench examples install uninstall clean \
-        format check-format check-deps FORCE
+        format check-format check-deps install-check cxx-check man-check FORCE
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
@@ -188,6 +208,30 @@ lib/libweft.so: lib/$(SONAME)
 weft.pc: weft.pc.in FORCE
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "  GEN    $@"; fi
+
+# The CMake package (cmake/*.cmake.in) finds everything from its own
+# location, so an installed tree can be moved or staged with DESTDIR: the
+# prefix is written as the way up from CMAKEDIR (../../.. for
+# lib/cmake/weft), LIBDIR and INCLUDEDIR relative to the prefix; each stays
+# absolute when it does not lie under PREFIX. Rewritten, like weft.pc, only
+# when the text changes.
+CMAKE_FILES := build/cmake/weftConfig.cmake build/cmake/weftConfigVersion.cmake
+empty       :=
+space       := $(empty) $(empty)
+from_prefix  = $(patsubst $(PREFIX)/%,%,$(1))
+prefix_from_cmakedir = $(if $(filter /%,$(call from_prefix,$(CMAKEDIR))),$(PREFIX),$(subst \
+    $(space),/,$(patsubst %,..,$(subst /, ,$(call from_prefix,$(CMAKEDIR))))))
+# The pointer size the library is built for: CMake refuses it to a 32-bit build.
+SIZEOF_VOID_P = $(shell echo __SIZEOF_POINTER__ | $(CC) $(CPPFLAGS) $(CFLAGS) -E -P -x c - | tail -n 1)
+
+build/cmake/%.cmake: cmake/%.cmake.in FORCE
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@SOVERSION@|$(SOVERSION)|g' -e 's|@PREFIX_FROM_CMAKEDIR@|$(prefix_from_cmakedir)|g' \
+	    -e 's|@LIBDIR_FROM_PREFIX@|$(call from_prefix,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR_FROM_PREFIX@|$(call from_prefix,$(INCLUDEDIR))|g' \
+	    -e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g' $< > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "  GEN    $@"; fi
 
 # ---------------------------------------------------------------------------
@@ -358,9 +402,9 @@ examples: $(EXAMPLES)
 # ---------------------------------------------------------------------------
 # Install
 
-install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc $(BENCH)
+install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc $(BENCH) $(CMAKE_FILES)
 	install -d $(DESTDIR)$(INCLUDEDIR)/weft $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-	    $(DESTDIR)$(BINDIR)
+	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(CMAKEDIR) $(DESTDIR)$(MANDIR)/man3
 	install -m 644 include/weft.h $(DESTDIR)$(INCLUDEDIR)/weft.h
 	install -m 644 $(PUB_HEADERS) $(DESTDIR)$(INCLUDEDIR)/weft/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/libweft.a
@@ -368,6 +412,8 @@ install: $(STATIC_LIB) $(SHARED_LIBS) weft.pc $(BENCH)
 	ln -sf $(notdir $(SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libweft.so
 	install -m 644 weft.pc $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	install -m 644 $(CMAKE_FILES) $(DESTDIR)$(CMAKEDIR)/
+	VERSION=$(VERSION) sh man/install.sh $(DESTDIR)$(MANDIR)/man3 $(MAN_PAGES)
 	install -m 755 $(BENCH) $(DESTDIR)$(BINDIR)/weft-bench
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
 
@@ -378,8 +424,58 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libweft.a $(DESTDIR)$(LIBDIR)/libweft.so \
 	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_REAL))
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/weft.pc
+	rm -f $(addprefix $(DESTDIR)$(CMAKEDIR)/,$(notdir $(CMAKE_FILES)))
+	rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null || true
+	sh man/install.sh --uninstall $(DESTDIR)$(MANDIR)/man3 $(MAN_PAGES)
 	rm -f $(DESTDIR)$(BINDIR)/weft-bench
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+# Install into build/install-check/prefix (rebuilding weft.pc and the
+# CMake files for that prefix), then build and run programs against it as
+# a user would: test/install/check.sh (pkg-config shared and static, the
+# CMake package, C++, man). A CI stage; `make test` does not run it.
+INSTALL_CHECK_PREFIX := $(CURDIR)/build/install-check/prefix
+
+install-check:
+	rm -rf $(INSTALL_CHECK_PREFIX)
+	$(MAKE) --no-print-directory install PREFIX=$(INSTALL_CHECK_PREFIX) DESTDIR=
+	CC='$(CC)' CXX='$(CXX)' PKG_CONFIG='$(PKG_CONFIG)' bash test/install/check.sh $(INSTALL_CHECK_PREFIX)
+
+# ---------------------------------------------------------------------------
+# C++: every public header, alone and as weft.h, must compile as C++ in
+# each standard of CXX_STDS with warnings as errors; test/install/hello.cpp
+# is then built in each and run against the static library (it also
+# compares the public structs' layouts with the C compiler's, through
+# test/install/layout.c). CXX=clang++ for clang.
+CXX_STDS     ?= c++11 c++14 c++17 c++20
+CXX_WARNINGS := -Wall -Wextra -Wpedantic -Werror
+
+build/release/test/install/layout.o: test/install/layout.c build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) -MMD -MP -c $< -o $@
+
+cxx-check: $(STATIC_LIB) build/release/test/install/layout.o
+	@command -v $(CXX) >/dev/null || { echo "weft: no C++ compiler ($(CXX))"; exit 1; }
+	@mkdir -p build/cxx
+	$(Q)set -e; for std in $(CXX_STDS); do \
+	    for header in include/weft.h $(PUB_HEADERS); do \
+	        echo "#include \"$${header#include/}\"" | \
+	            $(CXX) -std=$$std $(CXX_WARNINGS) -Iinclude -x c++ -fsyntax-only - \
+	            || { echo "weft: $$header does not compile as $$std"; exit 1; }; \
+	    done; \
+	    echo "  CXX    build/cxx/hello-$$std"; \
+	    $(CXX) -std=$$std $(CXX_WARNINGS) -pthread -Iinclude -Itest/install \
+	        -o build/cxx/hello-$$std test/install/hello.cpp build/release/test/install/layout.o \
+	        $(STATIC_LIB) $(LDLIBS); \
+	    printf '  RUN    build/cxx/hello-%s: ' $$std; ./build/cxx/hello-$$std; \
+	done
+
+# Man pages: every function declared in include/weft/*.h is named by a
+# page, every page renders without a groff warning, and each name resolves
+# through man(1) once installed (when man is present).
+man-check:
+	VERSION=$(VERSION) sh man/check.sh
 
 # ---------------------------------------------------------------------------
 # Formatting and cleaning

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "weft/ctx.h"
 #include "weft/sync.h"
@@ -32,6 +33,16 @@
 #include "panic.h"
 #include "parker.h"
 #include "waitq.h"
+
+/* weft/sync.h shows C++ a plain T, aligned to sizeof(T), wherever C has
+ * _Atomic(T) (WEFT__ATOMIC_FIELD): the two agree on every struct's layout
+ * only while _Atomic(T) adds neither size nor alignment beyond that. */
+_Static_assert(sizeof(_Atomic(uint32_t)) == sizeof(uint32_t) &&
+                   _Alignof(_Atomic(uint32_t)) == sizeof(uint32_t),
+               "weft/sync.h: C++ would see another layout for _Atomic(uint32_t) fields");
+_Static_assert(sizeof(_Atomic(int64_t)) == sizeof(int64_t) &&
+                   _Alignof(_Atomic(int64_t)) == sizeof(int64_t),
+               "weft/sync.h: C++ would see another layout for _Atomic(int64_t) fields");
 
 /* The token a sync primitive writes into a parker's claim word when it
  * completes a wait. Other wake sources (contexts, later) use a different

@@ -1,11 +1,14 @@
-/* Error codes and time: weft_strerror names every code, weft_now is
- * monotonic, weft_deadline saturates. */
+/* Error codes, time and the version: weft_strerror names every code,
+ * weft_now is monotonic, weft_deadline saturates, weft_version() is the
+ * headers' WEFT_VERSION_*. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "weft/error.h"
 #include "weft/time.h"
+#include "weft/version.h"
 
 static const int codes[] = {WEFT_OK,        WEFT_ECLOSED, WEFT_EAGAIN, WEFT_ECANCELED,
                             WEFT_ETIMEDOUT, WEFT_ENOMEM,  WEFT_EINVAL};
@@ -66,6 +69,25 @@ START_TEST(test_deadline_of_nonpositive_timeout_has_passed) {
 }
 END_TEST
 
+START_TEST(test_version_string_is_major_minor_patch) {
+    char expected[64];
+    snprintf(expected, sizeof expected, "%d.%d.%d", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR,
+             WEFT_VERSION_PATCH);
+    ck_assert_str_eq(WEFT_VERSION_STRING, expected);
+    ck_assert_int_eq(WEFT_VERSION_NUMBER,
+                     WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH);
+}
+END_TEST
+
+/* The library was built from these headers: its run-time answers are the
+ * macros the test was compiled with. */
+START_TEST(test_library_version_matches_headers) {
+    ck_assert_ptr_nonnull(weft_version());
+    ck_assert_str_eq(weft_version(), WEFT_VERSION_STRING);
+    ck_assert_int_eq(weft_version_number(), WEFT_VERSION_NUMBER);
+}
+END_TEST
+
 int main(void) {
     Suite *suite = suite_create("base");
     TCase *errors = tcase_create("errors");
@@ -79,6 +101,10 @@ int main(void) {
     tcase_add_test(time, test_deadline_saturates_at_forever);
     tcase_add_test(time, test_deadline_of_nonpositive_timeout_has_passed);
     suite_add_tcase(suite, time);
+    TCase *version = tcase_create("version");
+    tcase_add_test(version, test_version_string_is_major_minor_patch);
+    tcase_add_test(version, test_library_version_matches_headers);
+    suite_add_tcase(suite, version);
     SRunner *runner = srunner_create(suite);
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);

@@ -28,9 +28,11 @@
 #define WEFT_SYNC_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdatomic.h>
+#endif
 
 #include "weft/error.h"
 #include "weft/go.h" /* weft_fn */
@@ -56,15 +58,28 @@ typedef struct weft__sync_queue {
 #define WEFT__SYNC_QUEUE_INIT \
     { NULL, NULL }
 
+/* A private atomic field. C++ before C++23 cannot spell _Atomic(T), so C++
+ * sees a plain T of the same size and alignment in its place: the layout
+ * both languages agree on, which is all a C++ program needs, since only
+ * the C library touches these fields. lib/sync_internal.h asserts that
+ * _Atomic(T) has T's size and an alignment of sizeof(T) for every T used
+ * here, and test/install/hello.cpp compares each struct's size, alignment
+ * and field offsets as C++ sees them with what the C compiler sees. */
+#ifdef __cplusplus
+#define WEFT__ATOMIC_FIELD(T) alignas(sizeof(T)) T
+#else
+#define WEFT__ATOMIC_FIELD(T) _Atomic(T)
+#endif
+
 /* ---- WaitGroup --------------------------------------------------------- */
 
 /* Waits for a collection of tasks to finish: add(n) before starting n
  * tasks, done() as each finishes, wait() until the counter is zero.
  * Reusable once every wait of the previous round has returned. */
 typedef struct weft_wg {
-    _Atomic(int64_t) state; /* private: counter * 2 + (1 if waiters are queued) */
-    pthread_mutex_t lock;   /* private: guards queue and the queued bit */
-    weft__sync_queue queue; /* private: blocked waiters */
+    WEFT__ATOMIC_FIELD(int64_t) state; /* private: counter * 2 + (1 if waiters are queued) */
+    pthread_mutex_t lock;              /* private: guards queue and the queued bit */
+    weft__sync_queue queue;            /* private: blocked waiters */
 } weft_wg;
 
 #define WEFT_WG_INIT \
@@ -117,9 +132,9 @@ int weft_wg_go(weft_wg *wg, weft_fn fn, void *arg);
  * lock directly by the next unlock, so no waiter starves. Like Go's, it
  * may be unlocked by a thread other than the one that locked it. */
 typedef struct weft_mutex {
-    _Atomic(uint32_t) state; /* private: LOCKED and QUEUED bits (lib/mutex.c) */
-    pthread_mutex_t lock;    /* private: guards queue and the QUEUED bit */
-    weft__sync_queue queue;  /* private: blocked lockers */
+    WEFT__ATOMIC_FIELD(uint32_t) state; /* private: LOCKED and QUEUED bits (lib/mutex.c) */
+    pthread_mutex_t lock;               /* private: guards queue and the QUEUED bit */
+    weft__sync_queue queue;             /* private: blocked lockers */
 } weft_mutex;
 
 #define WEFT_MUTEX_INIT \
@@ -163,10 +178,10 @@ void weft_mutex_unlock(weft_mutex *m);
  * lock/unlock are one atomic operation each (rlock retries its
  * compare-and-swap while other readers race). */
 typedef struct weft_rwmutex {
-    _Atomic(uint32_t) state;  /* private: reader count and queue bits (lib/rwmutex.c) */
-    pthread_mutex_t lock;     /* private: guards both queues and the *_QUEUED bits */
-    weft__sync_queue readers; /* private: blocked readers */
-    weft__sync_queue writers; /* private: blocked writers */
+    WEFT__ATOMIC_FIELD(uint32_t) state; /* private: reader count and queue bits (lib/rwmutex.c) */
+    pthread_mutex_t lock;               /* private: guards both queues and the *_QUEUED bits */
+    weft__sync_queue readers;           /* private: blocked readers */
+    weft__sync_queue writers;           /* private: blocked writers */
 } weft_rwmutex;
 
 #define WEFT_RWMUTEX_INIT \
@@ -225,9 +240,9 @@ void weft_rwmutex_unlock(weft_rwmutex *m);
 
 /* Runs a function exactly once. */
 typedef struct weft_once {
-    _Atomic(uint32_t) state; /* private: NEW, RUNNING or DONE (lib/once.c) */
-    pthread_mutex_t lock;    /* private: guards queue and the RUNNING -> DONE step */
-    weft__sync_queue queue;  /* private: callers waiting for fn to finish */
+    WEFT__ATOMIC_FIELD(uint32_t) state; /* private: NEW, RUNNING or DONE (lib/once.c) */
+    pthread_mutex_t lock;               /* private: guards queue and the RUNNING -> DONE step */
+    weft__sync_queue queue;             /* private: callers waiting for fn to finish */
 } weft_once;
 
 #define WEFT_ONCE_INIT \

@@ -1,9 +1,12 @@
 /* hello: the smallest program built against an installed weft.
  *
- * .ci/run compiles it with `pkg-config --cflags --libs weft` (shared) and
- * `pkg-config --static --cflags --libs weft` (static): a buffered channel
- * carries one value, is closed, and then reports closed to both ends. */
+ * test/install/check.sh compiles it with `pkg-config --cflags --libs weft`
+ * (shared), `pkg-config --static --cflags --libs weft` (static) and through
+ * the CMake package (weft::weft, weft::weft_static): the installed headers
+ * and library are the same version, and a buffered channel carries one
+ * value, is closed, and then reports closed to both ends. */
 #include <stdio.h>
+#include <string.h>
 
 #include <weft.h>
 
@@ -13,6 +16,11 @@ static int fail(const char *what, int err) {
 }
 
 int main(void) {
+    if (strcmp(weft_version(), WEFT_VERSION_STRING) != 0) {
+        fprintf(stderr, "hello: headers are weft %s, the library is %s\n", WEFT_VERSION_STRING,
+                weft_version());
+        return 1;
+    }
     weft_chan *chan = weft_chan_make(sizeof(int), 4);
     if (!chan) return fail("weft_chan_make", WEFT_ENOMEM);
 
