@@ -29,8 +29,11 @@
  * values that contradict each other (WEFT_MIN_THREADS above
  * WEFT_MAX_THREADS): the default pool then uses the defaults above.
  *
- * Threads do not survive fork(): a child process must not use a pool,
- * the default one included, that had started threads before the fork.
+ * Threads do not survive fork(), but pools do: weft's fork handlers empty
+ * each pool of the threads the child lost, so a child may go on starting
+ * goroutines, on the default pool or any other. An object another thread
+ * was using at the moment of the fork (a channel, a lock) may be left
+ * locked in the child: use only what no other thread touched across it.
  *
  * Every function is safe to call from any thread, goroutine or not. */
 #ifndef WEFT_GO_H
