@@ -338,7 +338,12 @@ static int ring_send(weft_chan *channel, const void *elem) {
     weft__backoff backoff = {0};
     uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
     for (;;) {
-        if (tail & channel->mark_bit) return WEFT_ECLOSED;
+        if (tail & channel->mark_bit) {
+            /* tail was read relaxed: an acquire re-read makes the close
+             * happen before this answer, as before a receive reporting it. */
+            (void)atomic_load_explicit(&channel->tail, memory_order_acquire);
+            return WEFT_ECLOSED;
+        }
         uint64_t index = tail & (channel->mark_bit - 1);
         slot *s = slot_at(channel, index);
         uint64_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire) + index;

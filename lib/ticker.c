@@ -91,6 +91,7 @@ no_ticker:
 weft_chan *weft_ticker_chan(weft_ticker *t) { return t ? t->chan : NULL; }
 
 void weft_ticker_reset(weft_ticker *t, weft_time period) {
+    if (!t) weft__panic("weft_ticker_reset of a NULL ticker");
     if (period <= 0) weft__panic("weft_ticker_reset: non-positive period");
     weft__timer_stop(&t->timer);
     t->period = period;

@@ -424,6 +424,42 @@ START_TEST(test_send_on_closed_channel_reports_closed) {
 }
 END_TEST
 
+typedef struct {
+    weft_chan *channel;
+    int written_before_close; /* plain: the close must publish it */
+} close_publishes_args;
+
+static void *write_then_close(void *arg) {
+    close_publishes_args *args = arg;
+    args->written_before_close = 42;
+    WORKER_EXPECT(weft_chan_close(args->channel) == 0);
+    return NULL;
+}
+
+/* A send that fails because the channel is closed happens after the close,
+ * as a receive that reports it does: what the closer wrote before closing
+ * is visible. Read without that ordering, the plain int is a data race,
+ * which ThreadSanitizer reports. */
+START_TEST(test_send_that_finds_channel_closed_sees_the_closers_writes) {
+    weft_chan *c = weft_chan_make(sizeof(int), caps[_i]);
+    ck_assert_ptr_nonnull(c);
+    close_publishes_args args = {c, 0};
+    pthread_t closer;
+    start_thread(&closer, write_then_close, &args);
+    int v = 1, error;
+    /* Keep the channel from filling (or, unbuffered, let the send time
+     * out) until the close. */
+    while ((error = weft_chan_send_until(c, &v, weft_deadline(WEFT_US(50)))) != WEFT_ECLOSED) {
+        ck_assert(error == 0 || error == WEFT_ETIMEDOUT);
+        (void)weft_chan_try_recv(c, NULL);
+    }
+    ck_assert_int_eq(args.written_before_close, 42);
+    join_thread(closer);
+    check_worker_failures();
+    weft_chan_release(c);
+}
+END_TEST
+
 START_TEST(test_double_close_reports_closed) {
     weft_chan *c = weft_chan_make(sizeof(int), caps[_i]);
     ck_assert_ptr_nonnull(c);
@@ -1283,6 +1319,8 @@ static Suite *chan_suite(void) {
     tcase_add_loop_test(tc, test_close_delivers_exactly_the_sends_that_succeeded, 0, CAP_COUNT);
     tcase_add_loop_test(tc, test_close_keeps_buffered_values_then_reports_closed, 0, CAP_COUNT);
     tcase_add_loop_test(tc, test_send_on_closed_channel_reports_closed, 0, CAP_COUNT);
+    tcase_add_loop_test(tc, test_send_that_finds_channel_closed_sees_the_closers_writes, 0,
+                        CAP_COUNT);
     tcase_add_loop_test(tc, test_double_close_reports_closed, 0, CAP_COUNT);
     tcase_add_test(tc, test_close_null_channel_is_einval);
     tcase_add_loop_test(tc, test_nonblocking_recv_on_closed_drained_channel_reports_closed, 0,

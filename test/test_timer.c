@@ -863,6 +863,13 @@ static weft_ticker *misused_ticker;
 
 static void reset_with_zero_period(void) { weft_ticker_reset(misused_ticker, 0); }
 
+static void reset_null_ticker(void) { weft_ticker_reset(NULL, WEFT_MS(1)); }
+
+START_TEST(test_ticker_reset_of_null_aborts) {
+    expect_abort(reset_null_ticker, "weft: weft_ticker_reset of a NULL ticker");
+}
+END_TEST
+
 static void reset_with_negative_period(void) { weft_ticker_reset(misused_ticker, -WEFT_MS(1)); }
 
 START_TEST(test_ticker_reset_with_nonpositive_period_aborts) {
@@ -951,6 +958,7 @@ static Suite *timer_suite(void) {
     tcase_add_test(tc, test_ticker_reset_racing_its_fire_keeps_ticking);
     tcase_add_test(tc, test_ticker_with_nonpositive_period_is_einval);
     tcase_add_test(tc, test_ticker_reset_with_nonpositive_period_aborts);
+    tcase_add_test(tc, test_ticker_reset_of_null_aborts);
     tcase_add_test(tc, test_ticker_allocation_failure_is_enomem);
     return suite;
 }

@@ -35,6 +35,13 @@
  * was using at the moment of the fork (a channel, a lock) may be left
  * locked in the child: use only what no other thread touched across it.
  *
+ * A goroutine must return from its function: pthread_exit() in one would
+ * take a pool thread away with the goroutine still counted. Nor may a
+ * thread be cancelled (pthread_cancel) while inside a weft call: weft
+ * sleeps in pthread_cond_wait, a cancellation point, and installs no
+ * cleanup handler, so a cancelled waiter would leave its queue entry and
+ * locks behind.
+ *
  * Every function is safe to call from any thread, goroutine or not. */
 #ifndef WEFT_GO_H
 #define WEFT_GO_H

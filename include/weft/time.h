@@ -59,7 +59,7 @@ weft_ticker *weft_ticker_new(weft_time period);
 struct weft_chan *weft_ticker_chan(weft_ticker *t);
 
 /* Change the period; the next tick comes one new period from now.
- * A period <= 0 prints "weft: ..." and aborts, as Go panics. */
+ * A period <= 0, or a NULL t, prints "weft: ..." and aborts, as Go panics. */
 void weft_ticker_reset(weft_ticker *t, weft_time period);
 
 /* Stop the ticker and free it (and its channel: a thread still blocked
