@@ -18,6 +18,7 @@
 #                        it (test/install/check.sh: pkg-config, CMake, C++, man)
 #   make cxx-check       every public header and test/install/hello.cpp as C++ (CXX, CXX_STDS)
 #   make man-check       every public function has a man page; every page renders cleanly
+#   make docs-check      the C programs in README.md and docs/*.md compile (and the README's runs)
 #   make format / check-format  clang-format on every source
 #   make clean
 #
@@ -136,7 +137,7 @@ tsan_RUN_WRAP    = $(shell r=$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || ec
                      [ "$$r" -gt 28 ] && command -v setarch >/dev/null && echo "setarch $$(uname -m) -R")
 
 .PHONY: all test build-tests tsan asan valgrind bench examples install uninstall clean \
-        format check-format check-deps install-check cxx-check man-check FORCE
+        format check-format check-deps install-check cxx-check man-check docs-check FORCE
 .SUFFIXES:
 .DELETE_ON_ERROR:
 
@@ -476,6 +477,11 @@ cxx-check: $(STATIC_LIB) build/release/test/install/layout.o
 # through man(1) once installed (when man is present).
 man-check:
 	VERSION=$(VERSION) sh man/check.sh
+
+# The complete programs in README.md and docs/*.md compile against this
+# tree; the README's example prints what the README says.
+docs-check: $(STATIC_LIB)
+	bash scripts/check-docs.sh '$(CC)'
 
 # ---------------------------------------------------------------------------
 # Formatting and cleaning
