@@ -8,7 +8,7 @@
 
 #include "alloc.h"
 
-static atomic_bool hooked;    /* a test has set the hook: count from now on */
+static atomic_bool hooked;    /* a test has used the hook: count from now on */
 static atomic_long fail_from; /* 0: never fail; k: the k-th and later fail */
 static atomic_long attempts;  /* allocations since the hook was set */
 
@@ -44,4 +44,10 @@ void weft__alloc_fail_from(long k) {
     atomic_store(&fail_from, k);
 }
 
-long weft__alloc_count(void) { return atomic_load(&attempts); }
+long weft__alloc_count(void) {
+    if (!atomic_load(&hooked)) {
+        atomic_store(&hooked, true);
+        return 0;
+    }
+    return atomic_load(&attempts);
+}

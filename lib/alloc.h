@@ -15,7 +15,9 @@ void weft__free(void *p);
  * every thread. */
 void weft__alloc_fail_from(long k);
 
-/* Allocations attempted since the last weft__alloc_fail_from call. */
+/* Allocations attempted since the last weft__alloc_fail_from call. Weft
+ * counts only once a test has called one of these two: the first call
+ * returns 0 and starts the count. */
 long weft__alloc_count(void);
 
 #endif
