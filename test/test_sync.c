@@ -814,11 +814,12 @@ START_TEST(test_rwmutex_last_reader_stays_counted_until_its_hand_off) {
     rw_runlock_args reader = {rwmutex, 0};
     start_thread(&reader_thread, rw_runlocking, &reader);
     wait_for_count(&reader.calling, 1);
-    ck_assert_uint_eq(weft__rwmutex_readers(rwmutex), 1);
+    uint32_t readers_while_stopped = weft__rwmutex_readers(rwmutex);
     weft__sync_unlock(&rwmutex->lock);
 
     join_thread(reader_thread);
     join_thread(writer_thread);
+    ck_assert_uint_eq(readers_while_stopped, 1);
     ck_assert_int_eq(writer.result, 0); /* the reader handed it the lock */
     ck_assert_int_eq(atomic_load(&holding), 1);
     weft_rwmutex_destroy(rwmutex);
