@@ -247,21 +247,9 @@ END_TEST
 
 /* ---- the program -------------------------------------------------------- */
 
-/* bench/weft-bench of this tree, from this program's path
- * (build/<variant>/test/test_bench). */
+/* bench/weft-bench of this tree. */
 static void bench_path(char *path, size_t size) {
-    char self[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
-    ck_assert_msg(length > 0, "readlink /proc/self/exe failed");
-    self[length] = '\0';
-    for (int up = 0; up < 4; up++) {
-        char *slash = strrchr(self, '/');
-        ck_assert_ptr_nonnull(slash);
-        *slash = '\0';
-    }
-    int written = snprintf(path, size, "%s/bench/weft-bench", self);
-    ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
-    ck_assert_msg(access(path, X_OK) == 0, "%s is missing: `make test` builds it", path);
+    built_program_path("bench/weft-bench", path, size);
 }
 
 typedef struct run_result {

@@ -39,19 +39,7 @@ enum {
 
 /* The path of the server's release build; fails the test if missing. */
 static void server_path(char *path, size_t size) {
-    char self[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
-    ck_assert_msg(length > 0, "readlink /proc/self/exe failed");
-    self[length] = '\0';
-    /* .../build/<variant>/test/test_echo_server -> .../build */
-    for (int up = 0; up < 3; up++) {
-        char *slash = strrchr(self, '/');
-        ck_assert_ptr_nonnull(slash);
-        *slash = '\0';
-    }
-    int written = snprintf(path, size, "%s/release/examples/echo_server", self);
-    ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
-    ck_assert_msg(access(path, X_OK) == 0, "%s is missing: run `make examples` first", path);
+    built_program_path("build/release/examples/echo_server", path, size);
 }
 
 /* True when valgrind is on PATH and this program does not run under it

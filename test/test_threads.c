@@ -32,11 +32,7 @@
  * is counted until its pooled thread is idle again, a moment after the
  * WaitGroup that tracked it reached zero. */
 static void wait_for_no_goroutines(void) {
-    weft_time give_up = weft_now() + WEFT_SEC(60);
-    while (weft_goroutines() != 0) {
-        ck_assert_msg(weft_now() < give_up, "%d goroutines never returned", weft_goroutines());
-        sleep_ms(1);
-    }
+    ck_assert_msg(goroutines_become(0), "%d goroutines never returned", weft_goroutines());
 }
 
 /* ---- the main thread, before any goroutine ------------------------------ */

@@ -14,6 +14,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sched.h>
@@ -148,6 +149,25 @@ static inline bool check_forks(void) {
     bool forking = srunner_fork_status(probe) != CK_NOFORK;
     srunner_free(probe);
     return forking;
+}
+
+/* The path of a program built in this tree, `relative` to its top (say
+ * "bench/weft-bench"), found from this test program's own path,
+ * build/<variant>/test/<name>: every variant runs the same release
+ * programs. Fails the test if the program is not there. */
+static inline void built_program_path(const char *relative, char *path, size_t size) {
+    char self[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert_msg(length > 0, "readlink /proc/self/exe failed");
+    self[length] = '\0';
+    for (int up = 0; up < 4; up++) {
+        char *slash = strrchr(self, '/');
+        ck_assert_ptr_nonnull(slash);
+        *slash = '\0';
+    }
+    int written = snprintf(path, size, "%s/%s", self, relative);
+    ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
+    ck_assert_msg(access(path, X_OK) == 0, "%s is missing: `make test` builds it", path);
 }
 
 /* A small deterministic generator for test data (xorshift64*). */
