@@ -165,13 +165,17 @@ static const pthread_mutex_t adaptive_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_
  * calloc, whose fresh pages the kernel zeroes lazily. */
 enum { INLINE_SLOTS_MAX = 512 };
 
+static bool slots_inline(size_t cap, size_t slot_size) {
+    return cap > 0 && cap * slot_size <= INLINE_SLOTS_MAX;
+}
+
 weft_chan *weft_chan_make(size_t elem_size, size_t cap) {
     size_t value_size = (elem_size + 7) & ~(size_t)7;
     if (value_size < elem_size || value_size > SIZE_MAX - sizeof(slot)) goto invalid;
     size_t slot_size = sizeof(slot) + value_size;
     if (cap > SIZE_MAX / slot_size || cap > (UINT64_MAX >> 2)) goto invalid;
     size_t slots_size = cap * slot_size;
-    bool inline_slots = cap > 0 && slots_size <= INLINE_SLOTS_MAX;
+    bool inline_slots = slots_inline(cap, slot_size);
 
     /* Aligned by hand: the cache-line members need it, and malloc is fast. */
     size_t block_size = sizeof(weft_chan) + (inline_slots ? slots_size : 0) + CACHE_LINE - 1;
@@ -211,7 +215,7 @@ invalid:
 
 /* The slots, when make allocated them apart from the channel. */
 static void *separate_slots(const weft_chan *channel) {
-    return channel->slots == (const unsigned char *)(channel + 1) ? NULL : channel->slots;
+    return slots_inline(channel->cap, channel->slot_size) ? NULL : channel->slots;
 }
 
 void weft_chan_retain(weft_chan *channel) {
