@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "deadlock.h"
+#include "panic.h"
 #include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
@@ -175,16 +176,6 @@ void weft__deadlock_fork_child(void) {
 
 /* ---- The report ---- */
 
-static void say(const char *text) {
-    size_t length = strlen(text);
-    while (length > 0) {
-        ssize_t written = write(STDERR_FILENO, text, length);
-        if (written <= 0) return;
-        text += written;
-        length -= (size_t)written;
-    }
-}
-
 /* Append to line (of LINE_SIZE bytes, *used of them taken), cutting at
  * the end. */
 __attribute__((format(printf, 3, 4))) static void append(char *line, size_t *used,
@@ -265,11 +256,11 @@ static bool all_stuck(void) {
  * leave its park meanwhile (it must take the lock to unlist itself), so
  * its description and thread stay valid. */
 static _Noreturn void report(void) {
-    say("weft: all goroutines are asleep - deadlock!\n");
+    weft__say("weft: all goroutines are asleep - deadlock!\n");
     char line[LINE_SIZE];
     for (weft__parker *parker = first_sleeper; parker; parker = parker->sleeper_next) {
         describe(parker, line);
-        say(line);
+        weft__say(line);
     }
     abort();
 }

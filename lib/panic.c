@@ -7,7 +7,7 @@
 
 #include "panic.h"
 
-static void say(const char *text) {
+void weft__say(const char *text) {
     size_t length = strlen(text);
     while (length > 0) {
         ssize_t written = write(STDERR_FILENO, text, length);
@@ -18,17 +18,17 @@ static void say(const char *text) {
 }
 
 _Noreturn void weft__panic(const char *what) {
-    say("weft: ");
-    say(what);
-    say("\n");
+    weft__say("weft: ");
+    weft__say(what);
+    weft__say("\n");
     abort();
 }
 
 _Noreturn void weft__panic_errno(const char *call, int error) {
-    say("weft: ");
-    say(call);
-    say(" failed: ");
-    say(strerror(error));
-    say("\n");
+    weft__say("weft: ");
+    weft__say(call);
+    weft__say(" failed: ");
+    weft__say(strerror(error));
+    weft__say("\n");
     abort();
 }

@@ -37,22 +37,7 @@
 
 #include "weft.h"
 #include "go_internal.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "sanitizers.h"
 
 #if defined(UNDER_ASAN) || defined(UNDER_TSAN)
 /* The sanitizers' allocator statistics (sanitizer/allocator_interface.h,

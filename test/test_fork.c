@@ -202,14 +202,6 @@ static Suite *fork_suite(void) {
     return suite;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 int main(void) {
 #ifdef UNDER_TSAN
     /* ThreadSanitizer refuses to start threads in the child of a

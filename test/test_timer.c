@@ -873,7 +873,7 @@ END_TEST
 static void reset_with_negative_period(void) { weft_ticker_reset(misused_ticker, -WEFT_MS(1)); }
 
 START_TEST(test_ticker_reset_with_nonpositive_period_aborts) {
-#if defined(__SANITIZE_THREAD__)
+#ifdef UNDER_TSAN
     /* The forked child restarts the timer thread for the pending ticker,
      * and ThreadSanitizer kills a child that starts threads after a
      * multi-threaded fork. The plain and asan runs check this. */

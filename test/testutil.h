@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "sanitizers.h"
 #include "weft/go.h"
 #include "weft/time.h"
 

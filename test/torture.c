@@ -85,12 +85,9 @@
 #include "weft.h"
 #include "timer.h" /* weft__timer_pending (internal): the timer leak check */
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#include "sanitizers.h"
+#if defined(UNDER_TSAN) || defined(UNDER_ASAN)
 #define TORTURE_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define TORTURE_SANITIZED 1
-#endif
 #endif
 #ifdef TORTURE_SANITIZED
 #include <sanitizer/common_interface_defs.h>
