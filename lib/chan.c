@@ -58,7 +58,26 @@
  * Close sets the mark bit under the lock and claims every queued waiter:
  * buffered waiters retry (and find the close), unbuffered ones are told
  * WEFT_ECLOSED directly. A sender never succeeds after the mark is set: the
- * ring sender's CAS compares the whole tail, mark included.
+ * ring sender's CAS compares the whole tail, mark included, and no waiter
+ * is queued on a channel already closed (handoff and register check the
+ * mark under the lock), so no receiver claims a sender after the close.
+ *
+ * Lifetimes (DESIGN.md, "Lifetimes"): a thread that sees an operation
+ * complete may free the channel at once, though the operation's call has
+ * not returned and holds no reference. So each call's last access to the
+ * channel comes before the store that makes its effect visible:
+ *   - a ring operation reads the partner flag before its stamp store, and
+ *     if a partner is parked, claims it under the lock first, stores the
+ *     stamp after unlocking, and wakes the claimed waiter through its
+ *     parker (parkers are never freed; the waiter's owner cannot return
+ *     before that wake-up) (publish);
+ *   - a woken unbuffered waiter does not look at the channel again (the
+ *     element size is read before parking), and a claimer unlinks every
+ *     waiter of a select that has several cases on the claimed channel,
+ *     so the select need not go back there (claim_partner);
+ *   - close sets the mark as its last store, but still unlocks after it:
+ *     the last release of a closed channel takes and drops the lock
+ *     before destroying it, which waits that unlock out.
  *
  * Locks: channel->lock guards both wait queues and the unbuffered
  * hand-off. It is never held while another channel's lock is taken, nor
@@ -92,6 +111,7 @@ struct weft_chan {
     uint64_t one_lap;     /* position increment of one full lap */
     unsigned char *slots; /* cap slots of slot_size bytes; NULL when cap == 0 */
     atomic_long references;
+    bool receive_only; /* a context's done channel: only weft__chan_close_owned closes it */
     atomic_int senders_waiting;   /* senders queue non-empty (buffered only) */
     atomic_int receivers_waiting; /* receivers queue non-empty (buffered only) */
 
@@ -125,6 +145,16 @@ static inline void copy_value(void *to, const void *from, size_t size) {
 static bool is_closed(const weft_chan *channel) {
     return (atomic_load(&channel->tail) & channel->mark_bit) != 0;
 }
+
+/* Receive-only channels belong to a context (ctx.c); a send or a close
+ * from outside would wake its waiters as if it had ended (and a blocked
+ * weft_mutex_lock_ctx, say, would return 0 without the mutex). Go's
+ * Done() is a receive-only channel and the compiler refuses both. */
+static void refuse_send(const weft_chan *channel) {
+    if (channel->receive_only) weft__panic("send on a context's done channel");
+}
+
+void weft__chan_set_receive_only(weft_chan *channel) { channel->receive_only = true; }
 
 /* Queue a waiter on an unbuffered channel. A partner appearing makes the
  * other direction ready, so it advances the channel's version; the counter
@@ -227,6 +257,14 @@ void weft_chan_release(weft_chan *channel) {
     long before = atomic_fetch_sub_explicit(&channel->references, 1, memory_order_acq_rel);
     if (before > 1) return;
     if (before < 1) weft__panic("weft_chan_release of a channel with no references");
+    /* A close sets the mark, which others may see and act on (receive
+     * WEFT_ECLOSED, release), while it still holds the lock: wait for it
+     * to let go before the lock's memory goes. No other call touches a
+     * channel after its effect is visible. */
+    if (is_closed(channel)) {
+        pthread_mutex_lock(&channel->lock);
+        pthread_mutex_unlock(&channel->lock);
+    }
     pthread_mutex_destroy(&channel->lock);
     weft__free(separate_slots(channel));
     weft__free(channel->block);
@@ -267,17 +305,56 @@ static inline atomic_int *flag_for(weft_chan *channel, int dir) {
     return dir == WEFT_SEND ? &channel->senders_waiting : &channel->receivers_waiting;
 }
 
-/* Claim the oldest open waiter of queue and tell it to retry. */
-__attribute__((noinline)) static void wake_one(weft_chan *channel, int dir) {
+/* Under channel->lock: claim the oldest open waiter of queue for a
+ * partner (self's own waiters skipped), unlinking it. A select that has
+ * several cases on this channel (waiter->shares_channel) has its other
+ * waiters here too: unlink them now, while the lock is held, because once
+ * the claimed operation completes its channel may be freed, and the
+ * select must not come back to withdraw them (select.c skips the chosen
+ * case's channel). Returns the claimed waiter or NULL. */
+static weft__waiter *claim_partner(weft_chan *channel, weft__waitq *queue,
+                                   const weft__parker *self) {
+    weft__waiter *waiter = weft__waitq_claim(queue, self);
+    if (waiter && waiter->shares_channel) {
+        weft__waitq_remove_parker(&channel->senders, waiter->parker);
+        weft__waitq_remove_parker(&channel->receivers, waiter->parker);
+    }
+    return waiter;
+}
+
+/* A ring operation's last step when a partner is parked (the flag was
+ * seen after the position CAS): claim the oldest waiter of dir under the
+ * lock, drop the lock, publish the slot (the stamp store), and only then
+ * wake the waiter. The stamp store is what lets a partner see the
+ * operation complete and perhaps free the channel, so it must be this
+ * call's last access to the channel; the unpark touches only the
+ * waiter's parker, which is never freed, and the waiter itself, whose
+ * owner cannot return before that unpark. */
+__attribute__((noinline)) static void
+publish_and_wake(weft_chan *channel, atomic_uint_fast64_t *stamp, uint64_t value, int dir) {
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
-    weft__waiter *waiter = weft__waitq_claim(queue, NULL);
+    weft__waiter *waiter = claim_partner(channel, queue, NULL);
     atomic_store(flag_for(channel, dir), !weft__waitq_empty(queue));
     pthread_mutex_unlock(&channel->lock);
-    if (waiter) {
-        waiter->result = WEFT__RETRY;
-        weft__parker_unpark(waiter->parker);
-    }
+    weft__parker *parker = waiter ? waiter->parker : NULL;
+    if (waiter) waiter->result = WEFT__RETRY;
+    atomic_store_explicit(stamp, value, memory_order_release);
+    if (parker) weft__parker_unpark(parker);
+}
+
+/* Publish a ring slot (its stamp := value) after the position CAS, and
+ * wake a parked partner of direction dir if the flag says there is one.
+ * The flag is read before the stamp store, not after: the store may be
+ * the moment a partner sees this operation complete and frees the
+ * channel. The seq_cst CAS before the load still pairs with the flag's
+ * store (see the top). */
+static inline void publish(weft_chan *channel, atomic_uint_fast64_t *stamp, uint64_t value,
+                           int dir) {
+    if (atomic_load(flag_for(channel, dir)))
+        publish_and_wake(channel, stamp, value, dir);
+    else
+        atomic_store_explicit(stamp, value, memory_order_release);
 }
 
 /* Whether the ring has room (send) or a value (receive), or is closed.
@@ -312,17 +389,29 @@ bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen) {
 }
 
 bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
+    if (dir == WEFT_SEND) refuse_send(channel);
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
     bool ready;
-    if (channel->cap > 0) {
+    if (weft__parker_claimed(waiter->parker) != WEFT__UNCLAIMED) {
+        /* A case of this wait has completed already, perhaps on this very
+         * channel, whose claimer then unlinked our other waiters here
+         * (claim_partner) and may free it once we are woken: a waiter
+         * pushed now would stay behind. The unpark is on its way. */
+        ready = false;
+    } else if (is_closed(channel)) {
+        /* Nobody would ever claim it but a partner that must not: an
+         * unbuffered receiver claiming a sender queued after the close
+         * would take a value from a closed channel. */
+        ready = true;
+    } else if (channel->cap > 0) {
         weft__waitq_push(queue, waiter);
         atomic_store(flag_for(channel, dir), 1);
         ready = ring_ready(channel, dir);
     } else {
         push_handoff_waiter(channel, queue, waiter);
         weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
-        ready = is_closed(channel) || weft__waitq_has_partner(partners, waiter->parker);
+        ready = weft__waitq_has_partner(partners, waiter->parker);
     }
     pthread_mutex_unlock(&channel->lock);
     return ready;
@@ -356,8 +445,7 @@ static int ring_send(weft_chan *channel, const void *elem) {
             if (atomic_compare_exchange_weak_explicit(&channel->tail, &tail, next,
                                                       memory_order_seq_cst, memory_order_relaxed)) {
                 copy_value(slot_value(s), elem, channel->elem_size);
-                atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
-                if (atomic_load(&channel->receivers_waiting)) wake_one(channel, WEFT_RECV);
+                publish(channel, &s->stamp, tail + 1 - index, WEFT_RECV);
                 return 0;
             }
             weft__backoff_spin(&backoff);
@@ -388,9 +476,7 @@ static int ring_recv(weft_chan *channel, void *elem) {
             if (atomic_compare_exchange_weak_explicit(&channel->head, &head, next,
                                                       memory_order_seq_cst, memory_order_relaxed)) {
                 if (elem) copy_value(elem, slot_value(s), channel->elem_size);
-                atomic_store_explicit(&s->stamp, head + channel->one_lap - index,
-                                      memory_order_release);
-                if (atomic_load(&channel->senders_waiting)) wake_one(channel, WEFT_SEND);
+                publish(channel, &s->stamp, head + channel->one_lap - index, WEFT_SEND);
                 return 0;
             }
             weft__backoff_spin(&backoff);
@@ -434,6 +520,7 @@ static void complete_partner(weft_chan *channel, weft__waiter *partner, int dir,
  * threads that poll an idle channel (non-blocking select) do not fight
  * over its lock. A close seen instead is final. */
 static int handoff_send(weft_chan *channel, const void *elem, const weft__parker *self) {
+    refuse_send(channel);
     if (weft__waitq_maybe_empty(&channel->receivers))
         return is_closed(channel) ? WEFT_ECLOSED : WEFT_EAGAIN;
     pthread_mutex_lock(&channel->lock);
@@ -441,7 +528,7 @@ static int handoff_send(weft_chan *channel, const void *elem, const weft__parker
         pthread_mutex_unlock(&channel->lock);
         return WEFT_ECLOSED;
     }
-    weft__waiter *receiver = weft__waitq_claim(&channel->receivers, self);
+    weft__waiter *receiver = claim_partner(channel, &channel->receivers, self);
     pthread_mutex_unlock(&channel->lock);
     if (!receiver) return WEFT_EAGAIN;
     complete_partner(channel, receiver, WEFT_SEND, (void *)elem);
@@ -452,7 +539,7 @@ static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self
     if (weft__waitq_maybe_empty(&channel->senders))
         return is_closed(channel) ? WEFT_ECLOSED : WEFT_EAGAIN;
     pthread_mutex_lock(&channel->lock);
-    weft__waiter *sender = weft__waitq_claim(&channel->senders, self);
+    weft__waiter *sender = claim_partner(channel, &channel->senders, self);
     bool closed = is_closed(channel);
     pthread_mutex_unlock(&channel->lock);
     if (!sender) return closed ? WEFT_ECLOSED : WEFT_EAGAIN;
@@ -480,11 +567,15 @@ static void claim_all(weft__waitq *queue, int result, weft__waiter **wake) {
 }
 
 int weft_chan_close(weft_chan *channel) {
+    if (channel && channel->receive_only) weft__panic("close of a context's done channel");
+    return weft__chan_close_owned(channel);
+}
+
+int weft__chan_close_owned(weft_chan *channel) {
     if (!channel) return WEFT_EINVAL;
     weft__waiter *wake = NULL;
     pthread_mutex_lock(&channel->lock);
-    uint64_t before = atomic_fetch_or(&channel->tail, channel->mark_bit);
-    if (before & channel->mark_bit) {
+    if (is_closed(channel)) { /* only a close sets the mark, under the lock */
         pthread_mutex_unlock(&channel->lock);
         return WEFT_ECLOSED;
     }
@@ -493,6 +584,11 @@ int weft_chan_close(weft_chan *channel) {
     claim_all(&channel->senders, result, &wake);
     atomic_store(&channel->senders_waiting, 0);
     atomic_store(&channel->receivers_waiting, 0);
+    /* The mark makes the close visible without the lock (a receiver that
+     * sees it may release the channel at once), so it is the last store;
+     * the unlock that follows is waited out by the last release (see
+     * weft_chan_release), and the wake-ups touch only parkers. */
+    atomic_fetch_or(&channel->tail, channel->mark_bit);
     pthread_mutex_unlock(&channel->lock);
     while (wake) {
         weft__waiter *next = wake->next;
@@ -509,6 +605,7 @@ int weft_chan_close(weft_chan *channel) {
  * until a partner (or a close) completes us. Nobody else can claim our
  * parker before the waiter is queued, so no self-claim is needed first. */
 static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) {
+    if (dir == WEFT_SEND) refuse_send(channel);
     if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
     weft__parker *self = weft__parker_self();
     if (!self) { /* no parker: block by polling (see weft__select_block) */
@@ -517,20 +614,24 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         return result < 0 ? result : only.err;
     }
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
+    /* Read now: once a partner has completed us, it may free the channel
+     * before we wake, so nothing after the park may touch it. */
+    size_t elem_size = channel->elem_size;
     /* The waiter embedded in our parker, with the value inline when it
      * fits: a partner then touches one cache line of ours. */
-    bool inline_value = channel->elem_size <= sizeof self->value;
+    bool inline_value = elem_size <= sizeof self->value;
     weft__parker_arm(self);
     weft__waiter *waiter = &self->waiter;
     *waiter = (weft__waiter){.parker = self, .elem = elem};
     if (inline_value && elem) {
         waiter->elem = &self->value;
-        if (dir == WEFT_SEND) copy_value(&self->value, elem, channel->elem_size);
+        if (dir == WEFT_SEND) copy_value(&self->value, elem, elem_size);
     }
 
     pthread_mutex_lock(&channel->lock);
     bool closed = is_closed(channel);
-    weft__waiter *partner = dir == WEFT_SEND && closed ? NULL : weft__waitq_claim(partners, self);
+    weft__waiter *partner =
+        dir == WEFT_SEND && closed ? NULL : claim_partner(channel, partners, self);
     if (!partner && !closed) push_handoff_waiter(channel, queue_for(channel, dir), waiter);
     pthread_mutex_unlock(&channel->lock);
 
@@ -548,7 +649,7 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         weft__parker_park(self, WEFT_FOREVER); /* a partner beat the deadline */
     }
     if (dir == WEFT_RECV && waiter->result == 0 && inline_value && elem)
-        copy_value(elem, &self->value, channel->elem_size);
+        copy_value(elem, &self->value, elem_size);
     return waiter->result;
 }
 
@@ -579,7 +680,7 @@ __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *
  * empty ring, a close) goes to operate. Returns 0 or SLOW. */
 enum { SLOW = 1 };
 
-static inline int fast_send(weft_chan *channel, const void *elem) {
+__attribute__((always_inline)) static inline int fast_send(weft_chan *channel, const void *elem) {
     if (!channel || channel->cap == 0 || (!elem && channel->elem_size > 0)) return SLOW;
     uint64_t tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
     uint64_t index = tail & (channel->mark_bit - 1); /* a closed tail never matches a stamp */
@@ -590,12 +691,11 @@ static inline int fast_send(weft_chan *channel, const void *elem) {
                                                  memory_order_relaxed))
         return SLOW;
     copy_value(slot_value(s), elem, channel->elem_size);
-    atomic_store_explicit(&s->stamp, tail + 1 - index, memory_order_release);
-    if (atomic_load(&channel->receivers_waiting)) wake_one(channel, WEFT_RECV);
+    publish(channel, &s->stamp, tail + 1 - index, WEFT_RECV);
     return 0;
 }
 
-static inline int fast_recv(weft_chan *channel, void *elem) {
+__attribute__((always_inline)) static inline int fast_recv(weft_chan *channel, void *elem) {
     if (!channel || channel->cap == 0) return SLOW;
     uint64_t head = atomic_load_explicit(&channel->head, memory_order_relaxed);
     uint64_t index = head & (channel->mark_bit - 1);
@@ -606,8 +706,7 @@ static inline int fast_recv(weft_chan *channel, void *elem) {
                                                  memory_order_relaxed))
         return SLOW;
     if (elem) copy_value(elem, slot_value(s), channel->elem_size);
-    atomic_store_explicit(&s->stamp, head + channel->one_lap - index, memory_order_release);
-    if (atomic_load(&channel->senders_waiting)) wake_one(channel, WEFT_SEND);
+    publish(channel, &s->stamp, head + channel->one_lap - index, WEFT_SEND);
     return 0;
 }
 

@@ -40,6 +40,13 @@ bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen);
 /* Withdraw waiter if it is still queued. */
 void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
 
+/* For contexts (ctx.c): make channel a done channel, before anyone else
+ * sees it. weft_chan_close and every send on it then abort (a one-line
+ * "weft: ..." message): only its context closes it, through
+ * weft__chan_close_owned, which is weft_chan_close without that check. */
+void weft__chan_set_receive_only(weft_chan *channel);
+int weft__chan_close_owned(weft_chan *channel);
+
 /* The blocking engine shared by channel operations and select (select.c):
  * block until one of cases[0..n) proceeds, after the caller's own attempts
  * found none ready. order lists the case indices in the order to retry them

@@ -48,6 +48,7 @@
 
 #include "weft/ctx.h"
 #include "alloc.h"
+#include "chan_internal.h"
 #include "panic.h"
 #include "timer.h"
 
@@ -154,7 +155,7 @@ static bool end_locked(weft_ctx *ctx, int err, int cause, weft_ctx_after **launc
     if (atomic_load_explicit(&ctx->err, memory_order_relaxed)) return false;
     ctx->cause = cause;
     atomic_store_explicit(&ctx->err, err, memory_order_release);
-    weft_chan_close(ctx->done);
+    weft__chan_close_owned(ctx->done);
     if (ctx->has_timer) weft__timer_cancel(&ctx->timer); /* free its heap slot now */
     listener *link = ctx->children;
     ctx->children = NULL;
@@ -198,9 +199,17 @@ static void cancel_tree(weft_ctx *ctx, int err, int cause) {
     launch_all(launch);
 }
 
+/* The cancel is visible (err, the done channel) before cancel_tree is
+ * through with ctx: its owner may see it and drop the last reference
+ * while this call still holds ctx's lock and walks its list. So the call
+ * holds a reference of its own until it returns; the last release may
+ * then be ours, and frees ctx here. (A deadline's cancel needs none: the
+ * last release's weft__timer_stop waits for the fire to return.) */
 void weft_ctx_cancel_cause(weft_ctx *ctx, int cause) {
     if (!ctx || ctx->kind != CANCELABLE) return;
+    weft_ctx_retain(ctx);
     cancel_tree(ctx, WEFT_ECANCELED, cause ? cause : WEFT_ECANCELED);
+    weft_ctx_release(ctx);
 }
 
 void weft_ctx_cancel(weft_ctx *ctx) { weft_ctx_cancel_cause(ctx, 0); }
@@ -301,6 +310,7 @@ static weft_ctx *new_cancelable(weft_ctx *parent, weft_time deadline) {
         errno = ENOMEM;
         return NULL;
     }
+    weft__chan_set_receive_only(ctx->done);
     int error = pthread_mutex_init(&ctx->lock, NULL);
     if (error) weft__panic_errno("pthread_mutex_init", error);
     weft__timer_init(&ctx->timer, deadline_passed);
@@ -316,7 +326,7 @@ static weft_ctx *new_cancelable(weft_ctx *parent, weft_time deadline) {
             /* Born finished; nothing to cancel below a new context. */
             ctx->cause = above->cause;
             atomic_store_explicit(&ctx->err, err, memory_order_release);
-            weft_chan_close(ctx->done);
+            weft__chan_close_owned(ctx->done);
         } else {
             list_add(above, &ctx->link);
             ctx->linked_to = above;

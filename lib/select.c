@@ -20,10 +20,11 @@
  *      for room or a value) wins; every other channel that looks at one of
  *      our waiters sees the claim taken and drops the waiter;
  *   5. withdraw every other waiter (under each channel's lock, so none
- *      outlives this stack frame; the claimer unlinked the winning one),
- *      then act on the winning waiter's result: 0 or WEFT_ECLOSED means
- *      an unbuffered partner already completed the case; WEFT__RETRY
- *      means try that case first, then all of them again.
+ *      outlives this stack frame), except those on the winning case's
+ *      channel: its claimer unlinked them, and once that case has
+ *      completed the channel may already be freed. Then act on the winning waiter's result: 0 or
+ * WEFT_ECLOSED means an unbuffered partner already completed the case; WEFT__RETRY means try that
+ * case first, then all of them again.
  *
  * On a deadline the thread claims itself; if that fails a claimer is
  * completing a case right now, so it waits for the unpark and reports that
@@ -52,12 +53,27 @@ static uint32_t random_below(uint32_t bound) {
 
 static inline size_t case_at(const unsigned *order, size_t k) { return order ? order[k] : k; }
 
-/* Take back every waiter but the one of case skip (its claimer unlinked
- * it; -1: none was claimed). */
-static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters, int skip) {
+/* Take back every waiter but those on the channel of case chosen (-1:
+ * none was claimed, take back all). Whoever claimed the chosen case
+ * unlinked our waiters on its channel (see weft__waiter.shares_channel),
+ * and once that case has completed, its channel may already be freed. */
+static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters, int chosen) {
+    const weft_chan *claimed = chosen >= 0 ? cases[chosen].ch : NULL;
     for (size_t i = 0; i < n; i++)
-        if (cases[i].ch && (int)i != skip)
+        if (cases[i].ch && cases[i].ch != claimed)
             weft__chan_unregister(cases[i].ch, cases[i].dir, &waiters[i]);
+}
+
+/* Whether some channel appears in more than one case. Past a few cases
+ * the answer is a conservative yes: it only makes a claimer look through
+ * the channel's queues for our other waiters. */
+static bool channel_repeats(const weft_case *cases, size_t n) {
+    enum { EXACT_UP_TO = 16 };
+    if (n > EXACT_UP_TO) return true;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (cases[i].ch && cases[i].ch == cases[j].ch) return true;
+    return false;
 }
 
 /* One attempt at every case in order: the index of the first that
@@ -106,6 +122,7 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
         self->cases = n;
     }
 
+    bool repeats = channel_repeats(cases, n);
     int chosen;
     for (;;) {
         weft__parker_arm(self);
@@ -113,7 +130,8 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
         for (size_t k = 0; k < n; k++) {
             size_t i = case_at(order, k);
             if (!cases[i].ch) continue;
-            waiters[i] = (weft__waiter){.parker = self, .elem = cases[i].elem, .token = (int)i};
+            waiters[i] = (weft__waiter){
+                .parker = self, .elem = cases[i].elem, .token = (int)i, .shares_channel = repeats};
             if (weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i])) ready = true;
         }
         if (ready && weft__parker_claim(self, WEFT__CLAIM_SELF)) {

@@ -26,6 +26,11 @@ typedef struct weft__waiter {
     int token;                        /* what a claimer writes into parker->claim: the case index */
     int result;  /* written by the claimer before unpark: 0, WEFT_ECLOSED, WEFT__RETRY */
     bool queued; /* linked into a queue; under the queue's lock */
+    /* Set by a select with more than one case on this waiter's channel,
+     * before publishing it: whoever claims it also unlinks the parker's
+     * other waiters there (chan.c), since the select may not touch that
+     * channel again once a case on it has completed. */
+    bool shares_channel;
 } weft__waiter;
 
 #endif

@@ -57,6 +57,16 @@ static inline void weft__waitq_remove(weft__waitq *queue, weft__waiter *waiter) 
     waiter->queued = false;
 }
 
+/* Unlink every waiter of parker from queue. */
+static inline void weft__waitq_remove_parker(weft__waitq *queue, const weft__parker *parker) {
+    weft__waiter *waiter = queue->first;
+    while (waiter) {
+        weft__waiter *next = waiter->next;
+        if (waiter->parker == parker) weft__waitq_remove(queue, waiter);
+        waiter = next;
+    }
+}
+
 /* Claim the oldest waiter whose wait is still open, unlinking it; waiters
  * met on the way whose wait another queue already claimed are unlinked
  * too (their owners find them gone). Waiters of parker skip are left
