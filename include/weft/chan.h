@@ -26,6 +26,12 @@
  * still work, by yielding the CPU between attempts).
  * A receive on a closed, drained channel leaves *elem untouched.
  *
+ * Lifetime: once a thread has seen another thread's operation on a channel
+ * complete (a value received, WEFT_ECLOSED, its own send returned), it may
+ * release the channel at once, even its last reference, while that other
+ * thread, which may hold no reference, is still returning from its call
+ * (docs/semantics.md, "Lifetimes").
+ *
  * Every function is safe from any thread, pooled goroutine or not. */
 #ifndef WEFT_CHAN_H
 #define WEFT_CHAN_H

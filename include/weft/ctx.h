@@ -19,6 +19,11 @@
  * given and releases it when done. Children keep their parents alive.
  * The background context is static: retain and release ignore it, and
  * passing NULL wherever a context is taken means background.
+ * Once a thread has seen a context end (weft_ctx_err non-zero, its done
+ * channel closed, a _ctx call returning its error) or seen an
+ * after-function run, it may release its reference at once, even the
+ * last, while the canceling thread (the timer thread, for a deadline) or
+ * the goroutine that ran the after-function is still returning.
  *
  * Errors: weft_ctx_err is 0 while the context is live, then WEFT_ECANCELED
  * (canceled, by itself or an ancestor) or WEFT_ETIMEDOUT (a deadline

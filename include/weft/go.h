@@ -42,6 +42,11 @@
  * cleanup handler, so a cancelled waiter would leave its queue entry and
  * locks behind.
  *
+ * Lifetime: weft only passes arg to fn, so arg may be freed once another
+ * thread has seen fn's last use of it (a send, a close, a weft_wg_done);
+ * once weft_pool_close has returned, every goroutine of the pool has
+ * returned, and what they used may be freed.
+ *
  * Every function is safe to call from any thread, goroutine or not. */
 #ifndef WEFT_GO_H
 #define WEFT_GO_H

@@ -14,7 +14,12 @@
  * second one if it blocks. A select that finds nothing ready with
  * WEFT_NOWAIT reads each channel's version twice, so that "nothing was
  * ready" held at one instant, as Go's select (which locks every channel)
- * guarantees. */
+ * guarantees.
+ *
+ * Lifetime: a thread whose send or receive a select completed may release
+ * that channel as soon as its own call returns, but the select's other
+ * channels stay in use until the select returns; after that, the select's
+ * thread is done with every channel in cases. */
 #ifndef WEFT_SELECT_H
 #define WEFT_SELECT_H
 

@@ -36,7 +36,9 @@ weft_time weft_deadline(weft_time timeout);
  * One timer thread, started on first use, keeps a heap of pending
  * deadlines (context deadlines, weft_after, tickers): starting or stopping
  * one costs O(log n) under the timer lock, and a pending timer costs its
- * owner's memory and nothing while it waits. */
+ * owner's memory and nothing while it waits. Once weft_after's value or a
+ * tick has been received, the channel may be released, or the ticker
+ * stopped, at once, while the timer thread's send may still be returning. */
 
 /* A channel (capacity 1, elem_size sizeof(weft_time)) that receives the
  * time it fired at, once, d nanoseconds from now (d <= 0: at once), as
