@@ -62,8 +62,10 @@ weft_chan *weft_chan_make(size_t elem_size, size_t cap);
 void weft_chan_retain(weft_chan *c);
 
 /* Drop a reference; the last one frees the channel and any values still
- * buffered. Releasing while threads still use the channel through a
- * reference they do not own is a bug. NULL is ignored. */
+ * buffered. The last release may come as soon as you have seen every
+ * other thread's last operation on the channel complete (see Lifetime
+ * above); releasing it while another thread may still start a call on it
+ * through a reference it does not own is a bug. NULL is ignored. */
 void weft_chan_release(weft_chan *c);
 
 /* Send a copy of *elem (elem_size bytes; elem may be NULL when elem_size

@@ -102,8 +102,10 @@ int weft_ctx_err(weft_ctx *ctx);
 int weft_ctx_cause(weft_ctx *ctx);
 
 /* A channel closed when ctx ends, for weft_select (elem_size 0). Borrowed:
- * valid while ctx is; do not release it. NULL for a context that can never
- * be canceled (background, values over it, without_cancel). */
+ * valid while ctx is; do not release it. Receive-only, as Go's Done():
+ * weft_chan_close on it, or a send (direct or in a select), prints a
+ * "weft: ..." line and aborts. NULL for a context that can never be
+ * canceled (background, values over it, without_cancel). */
 weft_chan *weft_ctx_done(weft_ctx *ctx);
 
 /* The value of the nearest context in ctx's chain made with key, or NULL. */
