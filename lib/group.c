@@ -4,7 +4,14 @@
  * The first error is recorded under the group's lock; the task that
  * records it cancels the context with the error as its cause after
  * dropping the lock. Each task's record is allocated by go and freed by
- * the task before it returns, so a group costs nothing per finished task. */
+ * the task before it returns, so a group costs nothing per finished task.
+ *
+ * Lifetime: weft_group_free may run as soon as weft_group_wait returned,
+ * which happens once the tasks' WaitGroup reaches zero. So a task's
+ * weft_wg_done is its last touch of the group (the slot release, the
+ * error record and the cancel come before it), and so is the done that
+ * undoes the add when weft_go fails; weft_wg_done itself touches the
+ * WaitGroup no more once a wait can see zero (lib/waitgroup.c). */
 #include <errno.h>
 #include <stdbool.h>
 
@@ -83,16 +90,18 @@ static void run_task(void *arg) {
 static int start(weft_group *g, weft_task fn, void *arg, bool holds_slot) {
     int error = WEFT_ENOMEM;
     task *job = weft__malloc(sizeof *job);
-    if (job) {
+    bool added = job != NULL;
+    if (added) {
         *job = (task){g, fn, arg, holds_slot};
         weft_wg_add(&g->tasks, 1);
         error = weft_go(run_task, job);
         if (!error) return 0;
-        weft_wg_done(&g->tasks);
         weft__free(job);
     }
     if (holds_slot) weft_sem_release(&g->slots, 1);
     leave(g, 0);
+    /* Last, as in run_task: a wait that this done releases may free g. */
+    if (added) weft_wg_done(&g->tasks);
     return error;
 }
 

@@ -57,7 +57,18 @@
  * waits for the unpark: a hand-off makes it the owner (it returns 0); a
  * retry makes it try once more and report WEFT_ETIMEDOUT on failure, which
  * loses nothing, since a failure means another thread holds the mutex and
- * that thread's unlock will wake the next waiter. */
+ * that thread's unlock will wake the next waiter. *
+ * Lifetime: a mutex may be destroyed and freed by a thread that holds it
+ * (or saw it free) once no other thread will lock it, even while the
+ * unlock that freed it is still returning. A fast unlock's CAS is its
+ * last access. A slow unlock clears LOCKED under m->lock and then still
+ * unlocks m->lock, so a barging locker could take the mutex, unlock it
+ * and destroy it before that unlock: weft_mutex_destroy therefore takes
+ * and drops m->lock first (weft__sync_lock_destroy), which waits it out;
+ * after m->lock the unlocker touches only the claimed waiter (alive until
+ * its unpark) and its parker (never freed). Every other access after the
+ * release happens under m->lock too. A waiter handed the mutex learns it
+ * only from the unpark, after the unlocker's last access. */
 #include "sync_internal.h"
 
 enum {

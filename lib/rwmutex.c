@@ -52,7 +52,14 @@
  * Timeouts: a waiter whose deadline passes claims its own parker; if it
  * wins it withdraws under m->lock (a writer that leaves the writer queue
  * empty clears WRITER_QUEUED and admits the readers it held back); if it
- * loses, a hand-off is on its way and it returns 0 holding the lock. */
+ * loses, a hand-off is on its way and it returns 0 holding the lock.
+ *
+ * Lifetime: as for weft_mutex (lib/mutex.c): the fast paths' CAS is their
+ * last access; every slow path (unlock, the last runlock, a writer giving
+ * up) changes the state only under m->lock and touches m after that only
+ * to unlock m->lock, which weft_rwmutex_destroy waits out; hand-offs are
+ * seen only through the unpark, after it. The last reader out hands off
+ * under m->lock for this reason (runlock_last). */
 #include "sync_internal.h"
 
 enum {

@@ -22,7 +22,14 @@
  *
  * A semaphore lock is held for a few pointer moves and no system call
  * (unparks happen after it is dropped), so an uncontended acquire or
- * release costs one pthread mutex lock and unlock. */
+ * release costs one pthread mutex lock and unlock.
+ *
+ * Lifetime: every change is made under s->lock and the only access after
+ * it is the unlock of s->lock, which an acquirer that sees the units must
+ * wait for anyway, and weft_sem_destroy waits out; granted waiters learn
+ * it from the unpark, after the releaser's last access. So s may be
+ * destroyed and freed once an acquire that saw the release returned and
+ * no one else uses s. */
 #include "sync_internal.h"
 
 typedef struct {

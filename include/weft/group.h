@@ -55,7 +55,8 @@ int weft_group_wait(weft_group *g);
 
 /* Wait for every task still running (a group may be reused after
  * weft_group_wait), cancel and release the context, and free the group.
- * NULL is ignored. */
+ * NULL is ignored. Safe as soon as weft_group_wait returned (or at any
+ * time from the owner): no task touches the group after its end counts. */
 void weft_group_free(weft_group *g);
 
 #ifdef __cplusplus

@@ -75,9 +75,11 @@ typedef struct weft__sync_queue {
 
 /* Waits for a collection of tasks to finish: add(n) before starting n
  * tasks, done() as each finishes, wait() until the counter is zero.
- * Reusable once every wait of the previous round has returned. */
+ * Reusable once every wait of the previous round has returned. Free it, or
+ * let it go out of scope, once a weft_wg_wait returned and no other thread
+ * uses it; no destroy is needed. */
 typedef struct weft_wg {
-    WEFT__ATOMIC_FIELD(int64_t) state; /* private: counter * 2 + (1 if waiters are queued) */
+    WEFT__ATOMIC_FIELD(int64_t) state; /* private: counter, wakers, queued bit (lib/waitgroup.c) */
     pthread_mutex_t lock;              /* private: guards queue and the queued bit */
     weft__sync_queue queue;            /* private: blocked waiters */
 } weft_wg;
@@ -88,14 +90,15 @@ typedef struct weft_wg {
 /* Initialize wg with a zero counter (as WEFT_WG_INIT). */
 void weft_wg_init(weft_wg *wg);
 
-/* Release wg's resources. No thread may be waiting on it or use it later.
- * Call it before freeing a WaitGroup that is not static: it waits for a
- * weft_wg_done that has already released the waiters to finish with wg. */
+/* Release wg's internal pthread mutex. No thread may be waiting on it or use
+ * it later. Optional: a wait that returned has already waited out the
+ * weft_wg_done that released it; call it where pthread mutexes hold
+ * resources (a wg made by weft_wg_init on such a platform). */
 void weft_wg_destroy(weft_wg *wg);
 
 /* Add delta (which may be negative) to the counter; when it reaches zero,
  * every waiter is released. A counter going below zero aborts with
- * "weft: negative WaitGroup counter" (above 2^62: "weft: WaitGroup counter
+ * "weft: negative WaitGroup counter" (above 2^40 - 1: "weft: WaitGroup counter
  * overflow"). Never blocks. */
 void weft_wg_add(weft_wg *wg, int64_t delta);
 
@@ -130,7 +133,9 @@ int weft_wg_go(weft_wg *wg, weft_fn fn, void *arg);
  * one atomic operation each. Mostly FIFO: a caller may take a free lock
  * ahead of parked waiters, but a waiter that has waited 1 ms is handed the
  * lock directly by the next unlock, so no waiter starves. Like Go's, it
- * may be unlocked by a thread other than the one that locked it. */
+ * may be unlocked by a thread other than the one that locked it. Destroy
+ * and free it once you hold it (or saw it free) and no one else will lock
+ * it; weft_mutex_destroy waits for an unlock still finishing. */
 typedef struct weft_mutex {
     WEFT__ATOMIC_FIELD(uint32_t) state; /* private: LOCKED and QUEUED bits (lib/mutex.c) */
     pthread_mutex_t lock;               /* private: guards queue and the QUEUED bit */
@@ -176,7 +181,9 @@ void weft_mutex_unlock(weft_mutex *m);
  * admits every reader that queued during its hold before the next writer;
  * writers are served in FIFO order. Uncontended rlock/runlock and
  * lock/unlock are one atomic operation each (rlock retries its
- * compare-and-swap while other readers race). */
+ * compare-and-swap while other readers race). As a mutex: destroy and free
+ * it once you hold it and no one else will lock it; destroy waits for an
+ * unlock still finishing. */
 typedef struct weft_rwmutex {
     WEFT__ATOMIC_FIELD(uint32_t) state; /* private: reader count and queue bits (lib/rwmutex.c) */
     pthread_mutex_t lock;               /* private: guards both queues and the *_QUEUED bits */
@@ -238,11 +245,12 @@ void weft_rwmutex_unlock(weft_rwmutex *m);
 
 /* ---- Once -------------------------------------------------------------- */
 
-/* Runs a function exactly once. */
+/* Runs a function exactly once. No destroy: free it once any weft_once_do
+ * on it returned and no other call on it is in progress. */
 typedef struct weft_once {
-    WEFT__ATOMIC_FIELD(uint32_t) state; /* private: NEW, RUNNING or DONE (lib/once.c) */
-    pthread_mutex_t lock;               /* private: guards queue and the RUNNING -> DONE step */
-    weft__sync_queue queue;             /* private: callers waiting for fn to finish */
+    WEFT__ATOMIC_FIELD(uint32_t) state; /* private: NEW, RUNNING, FINISHING or DONE (lib/once.c) */
+    pthread_mutex_t lock;   /* private: guards queue and the RUNNING -> FINISHING step */
+    weft__sync_queue queue; /* private: callers waiting for fn to finish */
 } weft_once;
 
 #define WEFT_ONCE_INIT \
@@ -260,7 +268,9 @@ void weft_once_do(weft_once *once, weft_fn fn, void *arg);
 /* A weighted semaphore, as golang.org/x/sync/semaphore: capacity units,
  * taken n at a time. Strictly FIFO: a request waits behind every earlier
  * one, so a large request at the head blocks smaller later ones (it is
- * never starved by them). */
+ * never starved by them). Destroy and free it once an acquire that saw the
+ * last release returned and no one else uses it; weft_sem_destroy waits
+ * for a release still finishing. */
 typedef struct weft_sem {
     int64_t capacity;       /* private: set at init, read-only after */
     int64_t held;           /* private: units acquired now; under lock */
