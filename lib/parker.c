@@ -72,8 +72,20 @@ void weft__parker_recycle(weft__parker *parker) {
     recycle(parker);
 }
 
+/* The exit key's destructor, on the exiting thread. Once the parker is
+ * back on the list another thread may take it, so this thread forgets it:
+ * a weft call from a later key destructor (another library's, in this
+ * round or a later one) takes a parker of its own and sets the key again,
+ * and POSIX runs another round of destructors for it (up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS; after the last one that parker is never
+ * recycled, but still used by this thread alone). */
+static void recycle_at_exit(void *arg) {
+    current = NULL;
+    recycle(arg);
+}
+
 static void make_exit_key(void) {
-    if (pthread_key_create(&exit_key, recycle) != 0) abort();
+    if (pthread_key_create(&exit_key, recycle_at_exit) != 0) abort();
 }
 
 static weft__parker *make_parker(void) {
