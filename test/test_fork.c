@@ -62,13 +62,21 @@ static int goroutines_run_and_end(int baseline) {
 
 static int child_runs_goroutines(void) { return goroutines_run_and_end(0); }
 
+/* In a child: die of SIGALRM if it hangs. Check's own SIGALRM handler,
+ * inherited through two forks, would instead SIGKILL the test's whole
+ * process group and hide which child hung ("Received signal 9"). */
+static void start_child_watchdog(void) {
+    signal(SIGALRM, SIG_DFL);
+    alarm(CHILD_ALARM_SECONDS);
+}
+
 /* Fork, run body in the child, and return the child's exit status. */
 static int in_child(int (*body)(void)) {
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
-        alarm(CHILD_ALARM_SECONDS);
+        start_child_watchdog();
         _exit(body());
     }
     int status;
@@ -256,7 +264,7 @@ static void fork_inside(void *arg) {
     fork_from_goroutine *self = arg;
     pid_t pid = fork();
     if (pid == 0) {
-        alarm(CHILD_ALARM_SECONDS);
+        start_child_watchdog();
         /* This thread is a pooled worker in the child too; other
          * goroutines must still get threads of their own. */
         _exit(goroutines_run_and_end(1)); /* 1: this goroutine */
