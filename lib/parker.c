@@ -53,10 +53,39 @@ static void recycle(void *arg) {
     pthread_mutex_unlock(&pool_lock);
 }
 
-void weft__parker_recycle(weft__parker *parker) { recycle(parker); }
+/* In the child, a parker that a lost thread may have left mid-use: its
+ * owner asleep in cond_wait (glibc's condvar still counts that waiter,
+ * and would hand a later signal to it instead of to the parker's next
+ * owner), or an unparker inside wake() holding its mutex. The child has
+ * one thread, so nothing else can touch the parker while it starts
+ * afresh: mutex, condition variable, state and the deadlock registry's
+ * links (the registry forgets its sleepers in the child). */
+static void renew(weft__parker *parker) {
+    pthread_mutex_init(&parker->mutex, NULL);
+    weft__monotonic_cond_init(&parker->cond);
+    atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
+    parker->sleeper_next = parker->sleeper_prev = NULL;
+}
+
+void weft__parker_recycle(weft__parker *parker) {
+    renew(parker);
+    recycle(parker);
+}
+
+/* The exit key's destructor, on the exiting thread. Once the parker is
+ * back on the list another thread may take it, so this thread forgets it:
+ * a weft call from a later key destructor (another library's, in this
+ * round or a later one) takes a parker of its own and sets the key again,
+ * and POSIX runs another round of destructors for it (up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS; after the last one that parker is never
+ * recycled, but still used by this thread alone). */
+static void recycle_at_exit(void *arg) {
+    current = NULL;
+    recycle(arg);
+}
 
 static void make_exit_key(void) {
-    if (pthread_key_create(&exit_key, recycle) != 0) abort();
+    if (pthread_key_create(&exit_key, recycle_at_exit) != 0) abort();
 }
 
 static weft__parker *make_parker(void) {
@@ -201,15 +230,17 @@ void weft__parker_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
 
 void weft__parker_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
 
-/* The only thread of the child: its parker's mutex may have been held by
- * a thread that was unparking it, so both it and the condition variable
- * start afresh. Parkers of threads that did not survive stay allocated. */
+/* The only thread of the child. Its own parker and every parker on the
+ * recycling list are renewed (a parker on the list may still be in an
+ * unparker's hands, see parker.h); the pools then hand back their lost
+ * threads' parkers through weft__parker_recycle, which renews them too.
+ * Parkers of other lost threads (plain pthreads) stay allocated and
+ * unused. */
 void weft__parker_fork_child(void) {
     pthread_mutex_unlock(&pool_lock);
     weft__deadlock_fork_child();
+    for (weft__parker *parker = pool_free; parker; parker = parker->next) renew(parker);
     if (!current) return;
-    pthread_mutex_init(&current->mutex, NULL);
-    weft__monotonic_cond_init(&current->cond);
-    atomic_store_explicit(&current->state, EMPTY, memory_order_relaxed);
+    renew(current);
     take(current); /* the same thread, with the child's kernel id */
 }

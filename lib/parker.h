@@ -71,8 +71,9 @@ typedef struct weft__parker {
  * allocation failed (callers report WEFT_ENOMEM). */
 weft__parker *weft__parker_self(void);
 
-/* Put the parker of a thread that no longer exists (a forked child's
- * lost threads) back for reuse. */
+/* In a forked child: put the parker of a thread lost in the fork back
+ * for reuse, with its mutex, condition variable and state made afresh
+ * (its owner may have been asleep on them at the fork). */
 void weft__parker_recycle(weft__parker *parker);
 
 /* Owner: start a new wait. Resets the claim word to WEFT__UNCLAIMED.

@@ -16,7 +16,11 @@
 #include "testutil.h"
 #include "timer.h"
 
-enum { CHILD_ALARM_SECONDS = 20, GOROUTINES = 8 };
+enum { CHILD_ALARM_SECONDS = 20, GOROUTINES = 8, RALLY_ROUNDS = 2000, TASK_ROUNDS = 200 };
+
+/* A wake-up in the child that takes longer than this was lost: the owner
+ * only noticed through a deadline (the pool's idle timeout is 10 s). */
+#define WAKE_LIMIT WEFT_SEC(2)
 
 /* Steps a child checks; its exit status names the first that failed. */
 enum {
@@ -26,7 +30,8 @@ enum {
     CHILD_COUNT,
     CHILD_TIMER,
     CHILD_CTX,
-    CHILD_POOL
+    CHILD_POOL,
+    CHILD_WAKE
 };
 
 static void send_one(void *arg) {
@@ -57,13 +62,21 @@ static int goroutines_run_and_end(int baseline) {
 
 static int child_runs_goroutines(void) { return goroutines_run_and_end(0); }
 
+/* In a child: die of SIGALRM if it hangs. Check's own SIGALRM handler,
+ * inherited through two forks, would instead SIGKILL the test's whole
+ * process group and hide which child hung ("Received signal 9"). */
+static void start_child_watchdog(void) {
+    signal(SIGALRM, SIG_DFL);
+    alarm(CHILD_ALARM_SECONDS);
+}
+
 /* Fork, run body in the child, and return the child's exit status. */
 static int in_child(int (*body)(void)) {
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ne(pid, -1);
     if (pid == 0) {
-        alarm(CHILD_ALARM_SECONDS);
+        start_child_watchdog();
         _exit(body());
     }
     int status;
@@ -95,6 +108,88 @@ START_TEST(test_child_runs_goroutines_after_parent_used_the_pool) {
     weft_chan_close(parked);
     while (weft_goroutines() != 0) sleep_ms(1);
     weft_chan_release(parked);
+}
+END_TEST
+
+/* The parent's pool threads asleep on their parkers' condition variables
+ * at the fork: in the child, those parkers are recycled for its new
+ * threads, and a condition variable that still counted its lost sleeper
+ * would swallow their wake-ups. */
+
+static void leave_pool_threads_asleep(void) {
+    weft_chan *results = weft_chan_make(sizeof(int), 0);
+    ck_assert_ptr_nonnull(results);
+    for (int i = 0; i < GOROUTINES; i++) ck_assert_int_eq(weft_go(send_one, results), 0);
+    int value;
+    for (int i = 0; i < GOROUTINES; i++) ck_assert_int_eq(weft_chan_recv(results, &value), 0);
+    weft_chan_release(results);
+    ck_assert(goroutines_become(0));
+    sleep_ms(50); /* past the parkers' spin and yield, into the condvar wait */
+}
+
+typedef struct {
+    weft_chan *ping, *pong; /* the child sends on ping; the goroutine answers on pong */
+} rally;
+
+static void return_every_ball(void *arg) {
+    rally *self = arg;
+    int ball;
+    while (weft_chan_recv(self->ping, &ball) == 0)
+        if (weft_chan_send(self->pong, &ball) != 0) return;
+}
+
+static int child_rallies_with_goroutines(void) {
+    rally rallies[GOROUTINES];
+    for (int i = 0; i < GOROUTINES; i++) {
+        rallies[i].ping = weft_chan_make(sizeof(int), 0);
+        rallies[i].pong = weft_chan_make(sizeof(int), 0);
+        if (!rallies[i].ping || !rallies[i].pong) return CHILD_CHANNEL;
+        if (weft_go(return_every_ball, &rallies[i]) != 0) return CHILD_GO;
+    }
+    for (int round = 0; round < RALLY_ROUNDS; round++) {
+        rally *each = &rallies[round % GOROUTINES];
+        int ball;
+        if (weft_chan_send_until(each->ping, &round, weft_deadline(WAKE_LIMIT)) != 0 ||
+            weft_chan_recv_until(each->pong, &ball, weft_deadline(WAKE_LIMIT)) != 0 ||
+            ball != round)
+            return CHILD_WAKE;
+    }
+    for (int i = 0; i < GOROUTINES; i++) weft_chan_close(rallies[i].ping);
+    if (!goroutines_become(0)) return CHILD_COUNT;
+    for (int i = 0; i < GOROUTINES; i++) {
+        weft_chan_release(rallies[i].ping);
+        weft_chan_release(rallies[i].pong);
+    }
+    return CHILD_OK;
+}
+
+START_TEST(test_child_wakes_goroutines_on_parkers_of_threads_lost_in_the_fork) {
+    leave_pool_threads_asleep();
+    ck_assert_int_eq(in_child(child_rallies_with_goroutines), CHILD_OK);
+}
+END_TEST
+
+/* The child's pool threads go idle on recycled parkers; each new task must
+ * reach one at once, not when its idle deadline passes. */
+static int child_hands_tasks_to_idle_threads(void) {
+    weft_chan *results = weft_chan_make(sizeof(int), 0);
+    if (!results) return CHILD_CHANNEL;
+    for (int round = 0; round < TASK_ROUNDS; round++) {
+        for (int i = 0; i < GOROUTINES; i++)
+            if (weft_go(send_one, results) != 0) return CHILD_GO;
+        int value;
+        for (int i = 0; i < GOROUTINES; i++)
+            if (weft_chan_recv_until(results, &value, weft_deadline(WAKE_LIMIT)) != 0)
+                return CHILD_WAKE;
+        if (!goroutines_become(0)) return CHILD_COUNT;
+    }
+    weft_chan_release(results);
+    return CHILD_OK;
+}
+
+START_TEST(test_child_hands_tasks_at_once_to_threads_on_recycled_parkers) {
+    leave_pool_threads_asleep();
+    ck_assert_int_eq(in_child(child_hands_tasks_to_idle_threads), CHILD_OK);
 }
 END_TEST
 
@@ -169,7 +264,7 @@ static void fork_inside(void *arg) {
     fork_from_goroutine *self = arg;
     pid_t pid = fork();
     if (pid == 0) {
-        alarm(CHILD_ALARM_SECONDS);
+        start_child_watchdog();
         /* This thread is a pooled worker in the child too; other
          * goroutines must still get threads of their own. */
         _exit(goroutines_run_and_end(1)); /* 1: this goroutine */
@@ -199,6 +294,8 @@ static Suite *fork_suite(void) {
     tcase_add_test(tc, test_child_fires_deadlines_pending_at_the_fork);
     tcase_add_test(tc, test_child_uses_and_closes_a_pool_made_before_the_fork);
     tcase_add_test(tc, test_child_forked_inside_a_goroutine_runs_goroutines);
+    tcase_add_test(tc, test_child_wakes_goroutines_on_parkers_of_threads_lost_in_the_fork);
+    tcase_add_test(tc, test_child_hands_tasks_at_once_to_threads_on_recycled_parkers);
     return suite;
 }
 
