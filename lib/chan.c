@@ -388,31 +388,47 @@ bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen) {
     return true;
 }
 
-bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
-    if (dir == WEFT_SEND) refuse_send(channel);
+/* Under channel->lock: publish waiter for dir; see weft__chan_register. */
+static bool register_locked(weft_chan *channel, int dir, weft__waiter *waiter) {
     weft__waitq *queue = queue_for(channel, dir);
-    pthread_mutex_lock(&channel->lock);
-    bool ready;
     if (weft__parker_claimed(waiter->parker) != WEFT__UNCLAIMED) {
-        /* A case of this wait has completed already, perhaps on this very
-         * channel, whose claimer then unlinked our other waiters here
-         * (claim_partner) and may free it once we are woken: a waiter
-         * pushed now would stay behind. The unpark is on its way. */
-        ready = false;
-    } else if (is_closed(channel)) {
+        /* A case of this wait has completed already: the unpark is on
+         * its way, and a waiter pushed now would only stay behind. */
+        return false;
+    }
+    if (is_closed(channel)) {
         /* Nobody would ever claim it but a partner that must not: an
          * unbuffered receiver claiming a sender queued after the close
          * would take a value from a closed channel. */
-        ready = true;
-    } else if (channel->cap > 0) {
+        return true;
+    }
+    if (channel->cap > 0) {
         weft__waitq_push(queue, waiter);
         atomic_store(flag_for(channel, dir), 1);
-        ready = ring_ready(channel, dir);
-    } else {
-        push_handoff_waiter(channel, queue, waiter);
-        weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
-        ready = weft__waitq_has_partner(partners, waiter->parker);
+        return ring_ready(channel, dir);
     }
+    push_handoff_waiter(channel, queue, waiter);
+    weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
+    return weft__waitq_has_partner(partners, waiter->parker);
+}
+
+bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter) {
+    if (dir == WEFT_SEND) refuse_send(channel);
+    pthread_mutex_lock(&channel->lock);
+    bool ready = register_locked(channel, dir, waiter);
+    pthread_mutex_unlock(&channel->lock);
+    return ready;
+}
+
+bool weft__chan_register_cases(weft_chan *channel, const weft_case *cases, weft__waiter *waiters,
+                               size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].ch == channel && cases[i].dir == WEFT_SEND) refuse_send(channel);
+    bool ready = false;
+    pthread_mutex_lock(&channel->lock);
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].ch == channel && register_locked(channel, cases[i].dir, &waiters[i]))
+            ready = true;
     pthread_mutex_unlock(&channel->lock);
     return ready;
 }

@@ -24,6 +24,14 @@ int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *
  * the window in which the case became ready unseen. */
 bool weft__chan_register(weft_chan *channel, int dir, weft__waiter *waiter);
 
+/* weft__chan_register of waiters[i] for every case i on channel (a
+ * select with several cases on it) under one hold of the lock: once one
+ * of them is published, a partner may complete it and free the channel,
+ * so the others cannot be published on a later visit. Returns whether
+ * any could proceed. */
+bool weft__chan_register_cases(weft_chan *channel, const weft_case *cases, weft__waiter *waiters,
+                               size_t n);
+
 /* A number that changes whenever a case on the channel may have become
  * ready: a value or room in the ring, a partner queued, a close. Two equal
  * readings around a failed attempt mean the case stayed not ready

@@ -64,6 +64,14 @@ static void withdraw(weft_case *cases, size_t n, weft__waiter *waiters, int chos
             weft__chan_unregister(cases[i].ch, cases[i].dir, &waiters[i]);
 }
 
+/* Whether case i is the first (in array order) on its channel: the one
+ * whose turn registers every case on that channel at once. */
+static bool first_case_on(const weft_case *cases, size_t i) {
+    for (size_t j = 0; j < i; j++)
+        if (cases[j].ch == cases[i].ch) return false;
+    return true;
+}
+
 /* Whether some channel appears in more than one case. Past a few cases
  * the answer is a conservative yes: it only makes a claimer look through
  * the channel's queues for our other waiters. */
@@ -127,12 +135,18 @@ int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_t
     for (;;) {
         weft__parker_arm(self);
         bool ready = false;
+        for (size_t i = 0; i < n; i++)
+            waiters[i] = (weft__waiter){
+                .parker = self, .elem = cases[i].elem, .token = (int)i, .shares_channel = repeats};
         for (size_t k = 0; k < n; k++) {
             size_t i = case_at(order, k);
             if (!cases[i].ch) continue;
-            waiters[i] = (weft__waiter){
-                .parker = self, .elem = cases[i].elem, .token = (int)i, .shares_channel = repeats};
-            if (weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i])) ready = true;
+            if (!repeats) {
+                if (weft__chan_register(cases[i].ch, cases[i].dir, &waiters[i])) ready = true;
+            } else if (first_case_on(cases, i) &&
+                       weft__chan_register_cases(cases[i].ch, cases, waiters, n)) {
+                ready = true;
+            }
         }
         if (ready && weft__parker_claim(self, WEFT__CLAIM_SELF)) {
             withdraw(cases, n, waiters, -1);
