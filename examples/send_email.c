@@ -58,8 +58,7 @@ int main(void) {
             break;
         }
     }
-    weft_wg_wait(&sent);    /* even after a failure: the started ones use emails[] */
-    weft_wg_destroy(&sent); /* lets the last weft_wg_done finish with it */
+    weft_wg_wait(&sent); /* even after a failure: the started ones use emails[] */
 
     int failed = 0;
     for (int i = 0; i < EMAILS; i++) {
