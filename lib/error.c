@@ -10,6 +10,7 @@ const char *weft_strerror(int err) {
     case WEFT_ETIMEDOUT: return "deadline passed";
     case WEFT_ENOMEM: return "out of memory";
     case WEFT_EINVAL: return "invalid argument";
+    case WEFT_ESYS: return "system call failed (see errno)";
     default: return "unknown weft error";
     }
 }

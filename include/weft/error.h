@@ -17,6 +17,7 @@ enum {
     WEFT_ETIMEDOUT = -4, /* deadline passed */
     WEFT_ENOMEM = -5,    /* out of memory or threads */
     WEFT_EINVAL = -6,    /* bad argument */
+    WEFT_ESYS = -7,      /* a system call failed; errno says which (weft/io.h) */
 };
 
 /* A static, human-readable description of a WEFT_E* code (or of 0).

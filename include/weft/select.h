@@ -35,12 +35,14 @@ extern "C" {
 struct weft_chan;
 struct weft_ctx;
 
-enum { WEFT_SEND = 1, WEFT_RECV = 2 };
+/* A case's dir: a channel send or receive, or (weft/io.h) an fd's readiness. */
+enum { WEFT_SEND = 1, WEFT_RECV = 2, WEFT_FD = 3 };
 
 typedef struct {
-    struct weft_chan *ch; /* NULL: never ready */
-    int dir;              /* WEFT_SEND or WEFT_RECV */
-    void *elem;           /* send: the value; recv: where to store it (may be NULL) */
+    struct weft_chan *ch; /* NULL: never ready (an fd case: NULL, see WEFT_FD_CASE) */
+    int dir;              /* WEFT_SEND, WEFT_RECV or WEFT_FD */
+    void *elem;           /* send: the value; recv: where to store it (may be NULL);
+                             WEFT_FD: the weft_fdwait */
     int err;              /* out: 0, or WEFT_ECLOSED when the chosen case met a closed channel */
 } weft_case;
 
