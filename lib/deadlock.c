@@ -10,7 +10,7 @@
  *   watch_ready, watchdog_started). A parker is listed from its owner's
  *   compare-and-swap into a counted sleep until the owner has woken; the
  *   counts follow the parker states exactly except between an unparker's
- *   exchange and its weft__deadlock_unparked, a window the watchdog's final
+ *   exchange and its unparked (the observer hook), a window the watchdog's final
  *   walk closes by looking at the states themselves.
  *
  * The watchdog
@@ -32,7 +32,9 @@
 #include <unistd.h>
 
 #include "deadlock.h"
+#include "fork.h"
 #include "panic.h"
+#include "parker.h"
 #include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
@@ -61,7 +63,18 @@ static int asleep_goroutines;       /* parkers in ASLEEP_GOROUTINE; registry */
 static int asleep_others;           /* parkers in ASLEEP_OTHER; registry */
 static uint64_t epoch;              /* moves at every change above; registry */
 
+static const weft__sleep_observer observer;
+
 /* ---- Turning it on ---- */
+
+/* Before the first sleep it must count: hand the parker the observer
+ * (for good, see deadlock.h), and make sure a forked child forgets the
+ * sleepers (fork.c's child handler). */
+static void turn_on(void) {
+    weft__parker_observe(&observer);
+    weft__fork_watch();
+    atomic_store(&weft__deadlock_on, true);
+}
 
 /* WEFT_DEBUG is a comma-separated list; "deadlock" or "deadlock=1" turns
  * detection on, "deadlock=0" off. */
@@ -72,7 +85,7 @@ static void read_environment(void) {
         size_t length = strcspn(text, ",");
         if ((length == 8 && strncmp(text, "deadlock", 8) == 0) ||
             (length == 10 && strncmp(text, "deadlock=1", 10) == 0))
-            atomic_store(&weft__deadlock_on, true);
+            turn_on();
         else if (length == 10 && strncmp(text, "deadlock=0", 10) == 0)
             atomic_store(&weft__deadlock_on, false);
         text += length;
@@ -80,18 +93,26 @@ static void read_environment(void) {
     }
 }
 
-void weft__deadlock_setup(void) { pthread_once(&setup_once, read_environment); }
+static void setup(void) { pthread_once(&setup_once, read_environment); }
+
+/* Before main, so before any park (deadlock.h: when WEFT_DEBUG is read). */
+__attribute__((constructor)) static void setup_at_load(void) { setup(); }
 
 void weft_debug_deadlock(bool on) {
-    weft__deadlock_setup(); /* the environment never overrides this call */
-    atomic_store(&weft__deadlock_on, on);
+    setup(); /* the environment never overrides this call */
+    if (on)
+        turn_on();
+    else
+        atomic_store(&weft__deadlock_on, false);
 }
 
-/* ---- The registry ---- */
+/* ---- The registry: the sleep observer's hooks (parker.h) ---- */
 
-void weft__deadlock_lock(void) { pthread_mutex_lock(&registry); }
+static bool counting(void) { return weft__deadlock_enabled(); }
 
-void weft__deadlock_unlock(void) { pthread_mutex_unlock(&registry); }
+static void lock_registry(void) { pthread_mutex_lock(&registry); }
+
+static void unlock_registry(void) { pthread_mutex_unlock(&registry); }
 
 /* Under the registry lock: every goroutine is asleep, and so is another
  * thread. The first hint of a deadlock; the watchdog checks the rest. */
@@ -116,7 +137,10 @@ static void poke_watchdog(void) {
     watchdog_started = true;
 }
 
-void weft__deadlock_asleep(weft__parker *parker, bool goroutine) {
+/* Under the registry lock, right after the owner's compare-and-swap into
+ * a counted sleep: list the parker, count it (as a goroutine or not),
+ * advance the epoch, and poke the watchdog if the counts now match. */
+static void asleep(weft__parker *parker, bool goroutine) {
     parker->goroutine = goroutine;
     parker->sleeper_next = NULL;
     parker->sleeper_prev = last_sleeper;
@@ -133,7 +157,8 @@ void weft__deadlock_asleep(weft__parker *parker, bool goroutine) {
     if (counts_match()) poke_watchdog();
 }
 
-void weft__deadlock_awake(weft__parker *parker) {
+/* The owner, after its counted sleep ended: take the parker off the list. */
+static void awake(weft__parker *parker) {
     pthread_mutex_lock(&registry);
     if (parker->sleeper_prev)
         parker->sleeper_prev->sleeper_next = parker->sleeper_next;
@@ -148,7 +173,9 @@ void weft__deadlock_awake(weft__parker *parker) {
     pthread_mutex_unlock(&registry);
 }
 
-void weft__deadlock_unparked(bool goroutine) {
+/* An unparker whose exchange found a counted sleeper: uncount it, touching
+ * nothing of the parker's (its owner may already be reusing it). */
+static void unparked(bool goroutine) {
     pthread_mutex_lock(&registry);
     if (goroutine)
         asleep_goroutines--;
@@ -157,6 +184,16 @@ void weft__deadlock_unparked(bool goroutine) {
     epoch++;
     pthread_mutex_unlock(&registry);
 }
+
+static const weft__sleep_observer observer = {
+    .counting = counting,
+    .in_goroutine = weft__go_in_goroutine,
+    .lock = lock_registry,
+    .unlock = unlock_registry,
+    .asleep = asleep,
+    .awake = awake,
+    .unparked = unparked,
+};
 
 void weft__deadlock_goroutine_ended(void) {
     pthread_mutex_lock(&registry);

@@ -1,11 +1,35 @@
 /* Deadlock detection: Go's "all goroutines are asleep - deadlock!", opt in
  * (WEFT_DEBUG=deadlock, or weft_debug_deadlock in weft/go.h).
  *
+ * How it hears about sleeps
+ *   The parker is below everything and calls nothing above it, so this
+ *   module installs a sleep observer into it (weft__parker_observe,
+ *   parker.h) the first time detection is turned on, and leaves it there:
+ *   a sleeper counted while detection was on must be uncounted by its
+ *   unparker even if detection has been turned off since, so turning it
+ *   off only makes the observer's counting() say no. Until then the parker
+ *   pays one relaxed load of a NULL pointer before it sleeps.
+ *
+ * When WEFT_DEBUG is read
+ *   Once, by a constructor of this file, before main: the observer must be
+ *   in place before the first counted park, and a program whose main
+ *   thread alone blocks forever (no goroutine ever started) must be
+ *   reported too, so no later event (a pool starting, the first park) can
+ *   be the trigger; the parker may not call up to ask. weft_debug_deadlock
+ *   reads it first too (once), so that the environment never overrides the
+ *   call even when the call comes from another constructor. The shared
+ *   library always has this file. From libweft.a an object is linked only
+ *   when referenced, and a constructor with it: go.c and fork.c reference
+ *   this file, and every blocking call's file references ctx.c (the _ctx
+ *   forms), which references go.c (weft_go), so a program that can block
+ *   in weft links it. Setting WEFT_DEBUG from within the program (setenv
+ *   in main) is too late; that is what weft_debug_deadlock is for.
+ *
  * What is counted
  *   A thread is "asleep" from the moment weft__parker_park really goes to
  *   sleep for a wait with no deadline that its blocking call described
  *   (parker->what, set through weft__parker_note), until the unparker's
- *   exchange takes it out of the SLEEPING state (parker.c). A woken thread
+ *   exchange takes it out of its counted state (parker.c). A woken thread
  *   that has not run yet is therefore never counted. Waits with a deadline
  *   are never counted, nor an idle pooled thread waiting for a task (go.c
  *   clears what first): those end by themselves. A context's deadline is a
@@ -33,10 +57,11 @@
  * Cost when off
  *   Nothing on the fast paths. A blocking call stores what and object in
  *   its parker (two stores, on the way to parking); weft__parker_park tests
- *   one flag (a relaxed load and a predictable branch) once its spin is
- *   over, before it sleeps; an unpark that finds its owner sleeping tests
- *   the old state once more before the futex wake. Counted sleeps (option
- *   on) take the registry lock when they fall asleep and when they wake.
+ *   the observer pointer (a relaxed load and a predictable branch) once its
+ *   spin is over, before it sleeps; an unpark that finds its owner sleeping
+ *   tests the old state once more before the futex wake. Turned on and then
+ *   off, a sleep with no deadline also calls counting(). Counted sleeps
+ *   (option on) take the registry lock when they fall asleep and wake.
  *
  * Locks
  *   The registry lock guards the sleeper list, the counts, the epoch and
@@ -50,53 +75,23 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "parker.h"
-
-/* On: counted sleeps and the watchdog. Written by weft__deadlock_setup
- * (WEFT_DEBUG) and weft_debug_deadlock; read relaxed anywhere. */
+/* On: counted sleeps and the watchdog. Written by the WEFT_DEBUG reading
+ * and weft_debug_deadlock; read relaxed anywhere. */
 extern atomic_bool weft__deadlock_on;
 
 static inline bool weft__deadlock_enabled(void) {
     return __builtin_expect(atomic_load_explicit(&weft__deadlock_on, memory_order_relaxed), 0);
 }
 
-/* Read WEFT_DEBUG, once per process. Called when a thread first gets its
- * parker, before its first park. */
-void weft__deadlock_setup(void);
-
-/* The registry lock, for weft__parker_park's counted sleep: the owner
- * takes it (under its parker's mutex) around its SLEEPING compare-and-swap
- * and weft__deadlock_asleep, so a sleeper is listed exactly while its
- * parker may be in a counted SLEEPING state. */
-void weft__deadlock_lock(void);
-void weft__deadlock_unlock(void);
-
-/* Under the registry lock, right after the owner's compare-and-swap into
- * a counted sleep: list the parker, count it (as a goroutine or not),
- * advance the epoch, and poke the watchdog if the counts now match. */
-void weft__deadlock_asleep(weft__parker *parker, bool goroutine);
-
-/* The owner, after its counted sleep ended (with its parker's mutex
- * released): take the parker off the list. */
-void weft__deadlock_awake(weft__parker *parker);
-
-/* An unparker whose exchange found a counted sleeper: uncount it. Takes
- * the registry lock; touches nothing of the parker's, which its owner may
- * already be reusing. */
-void weft__deadlock_unparked(bool goroutine);
-
 /* go.c, after a goroutine returned (weft_goroutines() went down): the
  * remaining ones may now all be asleep. */
 void weft__deadlock_goroutine_ended(void);
 
-/* go.c: whether the calling thread is running a goroutine. */
+/* go.c: whether the calling thread is running a goroutine (the sleep
+ * observer's in_goroutine). */
 bool weft__go_in_goroutine(void);
 
-/* parker.c: whether parker's owner is in a counted sleep that nobody has
- * claimed (so that no unpark is coming), and if so whether as a goroutine. */
-bool weft__parker_stuck(weft__parker *parker);
-
-/* fork (called from parker.c's child handler): the child's only thread is
+/* fork.c's child handler, after the parker's: the child's only thread is
  * awake; forget every sleeper and the watchdog. */
 void weft__deadlock_fork_child(void);
 

@@ -19,16 +19,16 @@ void weft__fork_watch(void);
 
 /* Each module's part, called by the handlers in this order: prepare takes
  * the timer lock (after any fire in progress has returned), then the
- * pools, then the parker recycling lock; parent and child undo it in
- * reverse. */
+ * pools, then (in the parker's own handlers, which the parker registers
+ * first: weft__parker_fork_watch in parker.h) the parker recycling lock;
+ * parent and child undo it in reverse. In the child, the deadlock
+ * registry forgets its sleepers after the parkers are renewed and before
+ * the pools hand back their lost threads' parkers. */
 void weft__pool_fork_prepare(void);
 void weft__pool_fork_parent(void);
 void weft__pool_fork_child(void);
 void weft__timer_fork_prepare(void);
 void weft__timer_fork_parent(void);
 void weft__timer_fork_child(void);
-void weft__parker_fork_prepare(void);
-void weft__parker_fork_parent(void);
-void weft__parker_fork_child(void);
 
 #endif

@@ -6,18 +6,27 @@
  *   SLEEPING -> NOTIFIED   unparker (exchange), then lock + signal + unlock
  *   SLEEPING -> EMPTY      owner, under the mutex, on deadline
  *   NOTIFIED -> EMPTY      owner, consuming the unpark
- * With deadlock detection on (deadlock.h), a described wait with no
- * deadline sleeps in a counted state instead of SLEEPING, one per kind of
- * thread, so that the unparker's exchange alone says what to uncount:
- *   EMPTY    -> ASLEEP_*   owner, under the mutex and the registry lock
- *   ASLEEP_* -> NOTIFIED   unparker (exchange), uncounts, then signals
+ * With a sleep observer counting (parker.h; deadlock detection), a
+ * described wait with no deadline sleeps in a counted state instead of
+ * SLEEPING, one per kind of thread, so that the unparker's exchange alone
+ * says what to uncount:
+ *   EMPTY    -> ASLEEP_*   owner, under the mutex and the observer's lock
+ *   ASLEEP_* -> NOTIFIED   unparker (exchange), tells the observer, signals
  * The owner only moves EMPTY -> SLEEPING with a CAS under the mutex, and the
  * unparker signals under the same mutex, so a signal cannot fall between the
  * owner's check and its cond_wait. The unparker's exchange is seq_cst and
  * the owner's successful load of NOTIFIED is acquire: what the claimer
  * wrote (a copied value, waiter->result) happens before the owner reads it.
  *
- * Parkers come from a recycling list and are never freed (see parker.h). */
+ * The hooks (parker.h) are read relaxed: each points at code and constant
+ * data that exist for the whole run, so there is nothing to publish. The
+ * observer is only ever set once; an unparker that finds a counted state
+ * reads it after the sleeper did (its exchange read the sleeper's CAS,
+ * which followed the sleeper's load), so it finds the same observer.
+ *
+ * Parkers come from a recycling list and are never freed (see parker.h).
+ * pool_lock, held across fork by the parker's own handlers, guards that
+ * list. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -29,12 +38,10 @@
 
 #include "alloc.h"
 #include "backoff.h"
-#include "deadlock.h"
-#include "fork.h"
+#include "panic.h"
 #include "parker.h"
 #include "thread.h"
 #include "time_internal.h"
-#include "timer.h"
 
 /* Every state from SLEEPING on means "the owner waits on the condvar". */
 enum { EMPTY, NOTIFIED, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
@@ -42,8 +49,11 @@ enum { EMPTY, NOTIFIED, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__parker *pool_free; /* recycled parkers, under pool_lock */
 static pthread_key_t exit_key;
-static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT; /* exit_key and the fork handlers */
 static _Thread_local weft__parker *current;
+
+static _Atomic(void (*)(void)) before_park;            /* weft__parker_before_park's */
+static _Atomic(const weft__sleep_observer *) observer; /* weft__parker_observe's; set once */
 
 static void recycle(void *arg) {
     weft__parker *parker = arg;
@@ -59,7 +69,7 @@ static void recycle(void *arg) {
  * owner), or an unparker inside wake() holding its mutex. The child has
  * one thread, so nothing else can touch the parker while it starts
  * afresh: mutex, condition variable, state and the deadlock registry's
- * links (the registry forgets its sleepers in the child). */
+ * links (the registry forgets its sleepers in the child, fork.c). */
 static void renew(weft__parker *parker) {
     pthread_mutex_init(&parker->mutex, NULL);
     weft__monotonic_cond_init(&parker->cond);
@@ -84,9 +94,17 @@ static void recycle_at_exit(void *arg) {
     recycle(arg);
 }
 
-static void make_exit_key(void) {
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+static void setup(void) {
     if (pthread_key_create(&exit_key, recycle_at_exit) != 0) abort();
+    int error = pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (error) weft__panic_errno("pthread_atfork", error);
 }
+
+void weft__parker_fork_watch(void) { pthread_once(&setup_once, setup); }
 
 static weft__parker *make_parker(void) {
     weft__parker *parker = weft__aligned_alloc(_Alignof(weft__parker), sizeof *parker);
@@ -111,9 +129,7 @@ static void take(weft__parker *parker) {
 
 weft__parker *weft__parker_self(void) {
     if (current) return current;
-    weft__fork_watch();
-    weft__deadlock_setup();
-    pthread_once(&exit_key_once, make_exit_key);
+    weft__parker_fork_watch();
     pthread_mutex_lock(&pool_lock);
     weft__parker *parker = pool_free;
     if (parker) pool_free = parker->next;
@@ -132,10 +148,12 @@ weft__parker *weft__parker_self(void) {
     return parker;
 }
 
-/* The unparker's half when the owner waits on the condvar: uncount a
- * counted sleeper (deadlock.h), then signal under the mutex. */
+/* The unparker's half when the owner waits on the condvar: tell the
+ * observer about a counted sleeper (see the top for why it is there),
+ * then signal under the mutex. */
 __attribute__((noinline)) static void wake(weft__parker *parker, int before) {
-    if (before != SLEEPING) weft__deadlock_unparked(before == ASLEEP_GOROUTINE);
+    if (before != SLEEPING)
+        atomic_load_explicit(&observer, memory_order_relaxed)->unparked(before == ASLEEP_GOROUTINE);
     pthread_mutex_lock(&parker->mutex);
     pthread_cond_signal(&parker->cond);
     pthread_mutex_unlock(&parker->mutex);
@@ -152,32 +170,33 @@ static inline bool consume(weft__parker *parker) {
     return true;
 }
 
-/* With deadlock detection on: a sleep that it counts, one with no
- * deadline that the blocking call described, listed in the registry from
+/* With a sleep observer installed: a sleep that it counts, one with no
+ * deadline that the blocking call described, listed by the observer from
  * the CAS into ASLEEP_* until after it woke. Returns false, doing
  * nothing, for any other park; true once it has consumed the unpark. */
-__attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_time deadline) {
-    if (deadline != WEFT_FOREVER || !parker->what) return false;
-    bool goroutine = weft__go_in_goroutine();
+__attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_time deadline,
+                                                   const weft__sleep_observer *watcher) {
+    if (deadline != WEFT_FOREVER || !parker->what || !watcher->counting()) return false;
+    bool goroutine = watcher->in_goroutine();
     int asleep = goroutine ? ASLEEP_GOROUTINE : ASLEEP_OTHER;
     bool listed = false;
     pthread_mutex_lock(&parker->mutex);
     while (atomic_load(&parker->state) != NOTIFIED) {
         if (!listed) {
             int expected = EMPTY;
-            weft__deadlock_lock();
+            watcher->lock();
             if (atomic_compare_exchange_strong(&parker->state, &expected, asleep)) {
-                weft__deadlock_asleep(parker, goroutine);
+                watcher->asleep(parker, goroutine);
                 listed = true;
             }
-            weft__deadlock_unlock();
+            watcher->unlock();
             if (!listed) break; /* NOTIFIED */
         }
         pthread_cond_wait(&parker->cond, &parker->mutex);
     }
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     pthread_mutex_unlock(&parker->mutex);
-    if (listed) weft__deadlock_awake(parker);
+    if (listed) watcher->awake(parker);
     return true;
 }
 
@@ -188,15 +207,16 @@ bool weft__parker_stuck(weft__parker *parker) {
 }
 
 int weft__parker_park(weft__parker *parker, weft_time deadline) {
-    /* A forked child's pending timers may be what this wait is for. */
-    if (atomic_load_explicit(&weft__timer_orphans, memory_order_relaxed)) weft__timer_revive();
+    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
+    if (hook) hook();
     /* A partner that is running completes a hand-off within a few hundred
      * nanoseconds; one that is not needs our core, which the yields give. */
     for (weft__backoff backoff = {0}; !weft__backoff_done(&backoff);) {
         if (consume(parker)) return 0;
         weft__backoff_snooze(&backoff);
     }
-    if (weft__deadlock_enabled() && park_counted(parker, deadline)) return 0;
+    const weft__sleep_observer *watcher = atomic_load_explicit(&observer, memory_order_relaxed);
+    if (__builtin_expect(watcher != NULL, 0) && park_counted(parker, deadline, watcher)) return 0;
     struct timespec until = weft__timespec(deadline);
     int result = 0;
     pthread_mutex_lock(&parker->mutex);
@@ -224,21 +244,32 @@ out:
     return result;
 }
 
-/* ---- fork (fork.h) ---- */
+/* ---- Hooks (parker.h) ---- */
 
-void weft__parker_fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
+void weft__parker_before_park(void (*hook)(void)) {
+    atomic_store_explicit(&before_park, hook, memory_order_relaxed);
+}
 
-void weft__parker_fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
+void weft__parker_observe(const weft__sleep_observer *installed) {
+    const weft__sleep_observer *expected = NULL;
+    if (!atomic_compare_exchange_strong(&observer, &expected, installed) && expected != installed)
+        weft__panic("weft__parker_observe: a different sleep observer is installed");
+}
+
+/* ---- fork: the parker's own handlers (weft__parker_fork_watch) ---- */
+
+static void fork_prepare(void) { pthread_mutex_lock(&pool_lock); }
+
+static void fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
 
 /* The only thread of the child. Its own parker and every parker on the
  * recycling list are renewed (a parker on the list may still be in an
  * unparker's hands, see parker.h); the pools then hand back their lost
  * threads' parkers through weft__parker_recycle, which renews them too.
  * Parkers of other lost threads (plain pthreads) stay allocated and
- * unused. */
-void weft__parker_fork_child(void) {
+ * unused. Runs before fork.c's child handler (weft__parker_fork_watch). */
+static void fork_child(void) {
     pthread_mutex_unlock(&pool_lock);
-    weft__deadlock_fork_child();
     for (weft__parker *parker = pool_free; parker; parker = parker->next) renew(parker);
     if (!current) return;
     renew(current);

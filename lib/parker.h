@@ -19,7 +19,18 @@
  * Parkers are never freed, only recycled, so an unparker that is still
  * signalling the condition variable after the owner has returned (and
  * even exited) touches valid memory; a stray signal is only a spurious
- * wake-up for the parker's next owner, whose wait loop checks the state. */
+ * wake-up for the parker's next owner, whose wait loop checks the state.
+ *
+ * The parker is the floor of weft's layering: every blocking call, the
+ * goroutine pool, the timer thread and deadlock detection sit on it, so it
+ * calls none of them. The two that must hear about parking install hooks
+ * instead (below): the timer a before-park hook while a forked child's
+ * timers have no thread, deadlock detection a sleep observer once it is
+ * turned on. Each is one atomic pointer, NULL until installed, so a
+ * program that installs neither pays a relaxed load and a predictable
+ * branch for each, as a flag would cost. The parker registers its own
+ * fork handlers (weft__parker_fork_watch), before fork.c registers the
+ * other modules'. */
 #ifndef WEFT_LIB_PARKER_H
 #define WEFT_LIB_PARKER_H
 
@@ -62,7 +73,8 @@ typedef struct weft__parker {
     pthread_t owner;
     long thread_id; /* the kernel's id: the main thread's equals the pid */
     /* The deadlock registry's list of sleepers, and whether this one is a
-     * goroutine: under the registry lock (deadlock.c). */
+     * goroutine: under the registry lock (deadlock.c), written through the
+     * sleep observer; the parker only clears them in a forked child. */
     struct weft__parker *sleeper_next, *sleeper_prev;
     bool goroutine;
 } weft__parker;
@@ -110,8 +122,62 @@ void weft__parker_unpark(weft__parker *parker);
 
 /* Owner: wait for an unpark, or until deadline. Returns 0 when unparked
  * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. With
- * deadlock detection on, a described wait (weft__parker_note) with no
- * deadline is counted as asleep while it sleeps (deadlock.h). */
+ * a sleep observer installed and counting, a described wait
+ * (weft__parker_note) with no deadline is counted as asleep while it
+ * sleeps (deadlock.h). */
 int weft__parker_park(weft__parker *parker, weft_time deadline);
+
+/* ---- Hooks for the layers above ---- */
+
+/* Called by every weft__parker_park, on the owner, before it spins: the
+ * timer module's while a forked child's pending timers have no thread
+ * (what the wait is for may be one of them). NULL removes it. One hook at
+ * a time; the last call wins. */
+void weft__parker_before_park(void (*hook)(void));
+
+/* Told about every counted sleep: a wait with no deadline that its
+ * blocking call described, parked while counting() says yes. The parker
+ * keeps the sleep's state (a counted state per kind of sleeper, so that
+ * the unparker's exchange alone says what to uncount); the observer keeps
+ * the books. Each hook is called with no lock of the parker's held
+ * unless said otherwise. */
+typedef struct weft__sleep_observer {
+    /* Whether sleeps are counted now: asked before each sleep that could
+     * be, so that turning counting off needs no change of observer. */
+    bool (*counting)(void);
+    /* Whether the calling thread runs a goroutine (the sleep's kind). */
+    bool (*in_goroutine)(void);
+    /* The observer's lock, taken by the owner under its parker's mutex
+     * around the compare-and-swap into a counted state and asleep, so
+     * that a sleeper is listed exactly while its state is counted. */
+    void (*lock)(void);
+    void (*unlock)(void);
+    /* Under lock, just after that compare-and-swap: count the sleeper. */
+    void (*asleep)(weft__parker *parker, bool goroutine);
+    /* The owner, once its counted sleep ended (its mutex released). */
+    void (*awake)(weft__parker *parker);
+    /* An unparker whose exchange ended a counted sleep, before it
+     * signals: it must touch nothing of the parker's, which its owner
+     * may already be reusing. */
+    void (*unparked)(bool goroutine);
+} weft__sleep_observer;
+
+/* Install observer, for good: an unparker that finds a counted sleeper
+ * reports to the observer it was counted by, so it is never taken away
+ * (turning detection off is counting's business). A second call with the
+ * same observer does nothing; with another, it aborts. */
+void weft__parker_observe(const weft__sleep_observer *observer);
+
+/* For the observer's report: whether parker's owner is in a counted
+ * sleep that nobody has claimed (so that no unpark is coming). */
+bool weft__parker_stuck(weft__parker *parker);
+
+/* Register the parker's pthread_atfork handlers, once (cheap after the
+ * first call). weft__parker_self does it before a thread's first park;
+ * fork.c calls it before registering its own handlers, so that the
+ * parker's prepare runs after every other module's and its parent and
+ * child handlers before them (pthread_atfork's order: prepare in reverse
+ * of registration, the others in order). */
+void weft__parker_fork_watch(void);
 
 #endif

@@ -67,6 +67,7 @@
 #include "alloc.h"
 #include "fork.h"
 #include "panic.h"
+#include "parker.h"
 #include "thread.h"
 #include "time_internal.h"
 #include "timer.h"
@@ -87,6 +88,7 @@ static bool thread_started;                     /* the timer thread exists; unde
 static weft_time sleeping_until = WEFT_FOREVER; /* what the thread sleeps for; under lock */
 static weft__timer *running; /* timer whose fire is being called, or NULL; under lock */
 static long stoppers;        /* threads waiting for running's fire to return; under lock */
+static bool orphaned; /* a forked child's timers have no thread (revive is hooked); under lock */
 
 static _Thread_local bool on_timer_thread; /* set once, by the timer thread itself */
 
@@ -196,8 +198,18 @@ static void *timer_main(void *unused) {
     return NULL;
 }
 
+static void revive(void);
+
+/* Under the lock: whether a forked child's pending timers have no thread.
+ * While they do not, revive is the parker's before-park hook. */
+static void set_orphaned(bool value) {
+    if (orphaned == value) return;
+    orphaned = value;
+    weft__parker_before_park(value ? revive : NULL);
+}
+
 /* Called under the lock. Start the thread (once it works): 0, or
- * WEFT_EAGAIN to be retried by a later start. */
+ * WEFT_EAGAIN to be retried by a later start (or wait, when orphaned). */
 static int start_thread(void) {
     weft__fork_watch();
     if (!wake_ready) {
@@ -206,23 +218,23 @@ static int start_thread(void) {
     }
     if (weft__start_service_thread(timer_main) != 0) return WEFT_EAGAIN;
     thread_started = true;
-    atomic_store_explicit(&weft__timer_orphans, false, memory_order_relaxed);
+    set_orphaned(false);
     return 0;
 }
 
-/* ---- The API ---- */
-
-atomic_bool weft__timer_orphans;
-
-void weft__timer_revive(void) {
+/* The parker's before-park hook while orphaned: a forked child's pending
+ * timers may be what a wait is for, so each blocking wait tries to start
+ * their thread until one start succeeds (or none is pending any more). */
+static void revive(void) {
     pthread_mutex_lock(&lock);
-    if (!thread_started && count > 0 && start_thread() != 0) {
-        pthread_mutex_unlock(&lock); /* still orphaned: the next call retries */
-        return;
-    }
-    atomic_store_explicit(&weft__timer_orphans, false, memory_order_relaxed);
+    if (!thread_started && count > 0)
+        start_thread(); /* on failure still orphaned: the next wait retries */
+    else
+        set_orphaned(false);
     pthread_mutex_unlock(&lock);
 }
+
+/* ---- The API ---- */
 
 int weft__timer_start(weft__timer *timer, weft_time when) {
     pthread_mutex_lock(&lock);
@@ -301,9 +313,10 @@ void weft__timer_fork_parent(void) {
 
 /* The timer thread is gone; pending timers stay in the heap and a new
  * thread serves them, started here when timers are pending (should that
- * fail, the child's next blocking wait or timer call tries again:
- * weft__timer_revive). No fire was in progress at
- * the fork (prepare waited), unless the fork came from inside a fire. */
+ * fail, the child's next blocking wait or timer start tries again: the
+ * parker calls revive before every park until a start succeeds). No fire
+ * was in progress at the fork (prepare waited), unless the fork came from
+ * inside a fire. */
 void weft__timer_fork_child(void) {
     running = NULL;
     stoppers = 0;
@@ -311,7 +324,6 @@ void weft__timer_fork_child(void) {
     sleeping_until = WEFT_FOREVER;
     pthread_cond_init(&fire_done, NULL);
     wake_ready = false; /* start_thread initialises wake again */
-    atomic_store_explicit(&weft__timer_orphans, count > 0, memory_order_relaxed);
-    if (count > 0) start_thread(); /* on failure, the next wait or timer call retries */
+    set_orphaned(count > 0 && start_thread() != 0);
     pthread_mutex_unlock(&lock);
 }

@@ -10,7 +10,6 @@
 #ifndef WEFT_LIB_TIMER_H
 #define WEFT_LIB_TIMER_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -47,12 +46,6 @@ bool weft__timer_stop(weft__timer *timer);
  * be running (or have restarted the timer) when it returns. For callers
  * that hold a lock the fire may need, and that do not free the timer. */
 bool weft__timer_cancel(weft__timer *timer);
-
-/* Set in a forked child that inherited pending timers but not the timer
- * thread; weft__timer_revive starts the thread. Blocking waits check it
- * (weft__parker_park), as does every timer start. */
-extern atomic_bool weft__timer_orphans;
-void weft__timer_revive(void);
 
 /* Timers pending now (for tests and benchmarks). */
 size_t weft__timer_pending(void);

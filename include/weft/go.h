@@ -117,8 +117,8 @@ int weft_pool_close(weft_pool *p);
 
 /* Deadlock detection, Go's "all goroutines are asleep - deadlock!"; off
  * unless turned on by this call or by WEFT_DEBUG=deadlock in the
- * environment (read once, when weft first blocks; a comma-separated list,
- * where "deadlock=0" turns it off; this call overrides it).
+ * environment (read once, when the program starts; a comma-separated
+ * list, where "deadlock=0" turns it off; this call overrides it).
  *
  * When on, weft watches for the moment at which every goroutine, and at
  * least one other thread (say main, waiting for them), is blocked on a
