@@ -298,7 +298,8 @@ valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
 #
 # SEED: the run's seed (default: from the clock); SECONDS: how long to run
 # (default 10); TORTURE_FLAGS: more options (--round SEED replays one round,
-# --hang S, --verbose).
+# --hang S, --verbose, --earliest-free: mostly the free-at-first-sight
+# shapes of issue 12), e.g. make torture-asan TORTURE_FLAGS=--earliest-free.
 
 SEED          ?=
 SECONDS       ?= 10

@@ -326,7 +326,6 @@ int main(int argc, char **argv) {
     close(s.stop_pipe[0]);
     close(s.stop_pipe[1]);
     weft_sem_destroy(&s.slots);
-    weft_wg_destroy(&s.tasks);
     weft_ctx_release(s.root);
     return 0;
 }

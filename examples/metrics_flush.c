@@ -143,8 +143,6 @@ int main(int argc, char **argv) {
     printf("flushed %ld requests, %ld errors in %ld flushes\n", flushing.requests, flushing.errors,
            flushing.flushes);
 
-    weft_wg_destroy(&workers_done);
-    weft_wg_destroy(&flusher_done);
     weft_mutex_destroy(&counts.lock);
     weft_ctx_release(ctx);
     return flushing.requests == requests && flushing.errors == errors ? 0 : 1;

@@ -137,7 +137,6 @@ static int run(long count, int take, long *taken) {
         fprintf(stderr, "%d goroutines still running\n", left);
         exit(1);
     }
-    weft_wg_destroy(&forwarders);
     for (int i = 0; i < SQUARERS; i++) weft_chan_release(squared[i]);
     weft_chan_release(numbers);
     weft_chan_release(merged);

@@ -98,7 +98,6 @@ int main(void) {
     }
     printf("sum: %ld\n", sum);
 
-    weft_wg_destroy(&workers);
     weft_chan_release(jobs);
     weft_chan_release(results);
     return failed;

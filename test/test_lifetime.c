@@ -356,6 +356,16 @@ static void select_send_once(void *arg) {
     atomic_store(&p->ran, 1);
 }
 
+/* Round i's pause between the partner's arrival and the close: from none
+ * to a few microseconds (a select's first try and its registration take
+ * about one), spread so that every moment of the select is hit, with a
+ * yield now and then to let a descheduled partner run on. */
+static void close_after_a_while(long round) {
+    long step = (round * 37) % 1024;
+    for (volatile long spin = step < 512 ? step / 4 : step * 2; spin > 0; spin--) {}
+    if (round % 16 == 15) sched_yield();
+}
+
 /* Nobody receives before the close, so the send can only fail; a close
  * that lands between the select's first try and its registration must
  * not leave the send queued for a later receive to take. Each round the
@@ -373,7 +383,7 @@ START_TEST(test_select_send_never_succeeds_on_closed_unbuffered_channel) {
         p->base = (uint64_t)i;
         go_or_fail(select_send_once, p);
         while (!atomic_load(&p->arrived)) sched_yield();
-        for (volatile long spin = i % 64; spin > 0; spin--) {}
+        close_after_a_while(i);
         ck_assert_int_eq(weft_chan_close(channel), 0);
         bool eclosed_seen = false;
         for (;;) {

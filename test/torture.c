@@ -1,7 +1,8 @@
 /* torture — every weft operation at once, in seeded random rounds, with
  * the library's guarantees checked at the end of each round.
  *
- *   torture [--seed N] [--seconds S] [--round SEED] [--hang S] [--verbose]
+ *   torture [--seed N] [--seconds S] [--round SEED] [--hang S] [--earliest-free]
+ *           [--verbose]
  *
  * --seed N      the run's seed (default: from the clock); round n's seed is
  *               derived from it and n
@@ -10,6 +11,9 @@
  *               --seconds as well: repeat it for that long)
  * --hang S      a round not finished S seconds after its stop is a hang
  *               (default 30; 120 under a sanitizer)
+ * --earliest-free  weight the earliest-free shapes (below) heavily, about
+ *               two thirds of every worker's operations; a replay needs it
+ *               too
  *
  * A round builds a random world from its seed: channels of capacity 0, 1
  * or N carrying 0-, 8- or 24-byte values; a context tree under one root
@@ -25,11 +29,14 @@
  * own (and hand them to other threads to cancel), register and stop
  * after-functions, wait on contexts and deadlines that only those can end,
  * lock the mutexes, take semaphore units, fan tasks out with WaitGroups
- * and errgroups (goroutines and pthreads), and run timers and tickers. A
- * chaos thread closes channels and cancels contexts on a schedule. After
- * a random few milliseconds the round stops: several threads close every
- * channel and cancel the root concurrently, everything is joined, the
- * channels are drained, and the invariants are checked:
+ * and errgroups (goroutines and pthreads), and run timers and tickers. In
+ * the earliest-free shapes a worker makes a private channel, context,
+ * WaitGroup or mutex, hands the bare pointer to a partner that holds no
+ * reference, and frees it the moment it has seen the partner's operation
+ * finish (the lifetime rule of issue 12). A chaos thread closes channels and cancels contexts on a
+ * schedule. After a random few milliseconds the round stops: several threads close every channel
+ * and cancel the root concurrently, everything is joined, the channels are drained, and the
+ * invariants are checked:
  *
  *  - exactly once: every value whose send succeeded (0, or a select that
  *    chose that send case) was received exactly once or was still in its
@@ -190,14 +197,15 @@ enum kind {
     K_GOROUTINE,
     K_TIMER,
     K_AFTER_FUNC,
+    K_EARLY_FREE,
     K_OTHER,
     KINDS
 };
 
 static const char *const kind_names[KINDS] = {
-    "sends",     "recvs", "selects", "closes",      "cancels",
-    "contexts",  "mutex", "rwmutex", "semaphore",   "waitgroup",
-    "errgroups", "tasks", "timers",  "after-funcs", "once/values",
+    "sends",  "recvs",       "selects",        "closes",      "cancels",   "contexts",
+    "mutex",  "rwmutex",     "semaphore",      "waitgroup",   "errgroups", "tasks",
+    "timers", "after-funcs", "earliest-frees", "once/values",
 };
 
 /* What a worker may do; each has a weight in the worker's mix. */
@@ -219,6 +227,7 @@ enum op {
     OP_AFTER_FUNC,
     OP_ONCE,
     OP_VALUE,
+    OP_EARLY_FREE,
     OPS
 };
 
@@ -232,13 +241,18 @@ static const struct {
     [OP_CTX_WAIT] = {2, 20, 30},    [OP_MUTEX] = {10, 200, 25},   [OP_RWMUTEX] = {10, 200, 25},
     [OP_SEMAPHORE] = {10, 150, 25}, [OP_WAITGROUP] = {2, 30, 30}, [OP_GROUP] = {2, 30, 30},
     [OP_AFTER] = {2, 30, 30},       [OP_TICKER] = {1, 10, 40},    [OP_AFTER_FUNC] = {2, 30, 30},
-    [OP_ONCE] = {1, 20, 50},        [OP_VALUE] = {5, 50, 30},
+    [OP_ONCE] = {1, 20, 50},        [OP_VALUE] = {5, 50, 30},     [OP_EARLY_FREE] = {2, 20, 30},
 };
+
+/* --earliest-free: OP_EARLY_FREE's weight instead, about two thirds of
+ * every worker's operations. */
+static bool earliest_free;
+static const struct { unsigned low, high, zero_percent; } earliest_free_spec = {4000, 12000, 0};
 
 static const unsigned task_weights[OPS] = {
     [OP_SEND] = 30,   [OP_RECV] = 30,     [OP_SELECT] = 15,    [OP_MUTEX] = 5,
     [OP_RWMUTEX] = 5, [OP_SEMAPHORE] = 5, [OP_VALUE] = 3,      [OP_ONCE] = 1,
-    [OP_AFTER] = 2,   [OP_CANCEL] = 1,    [OP_SUBCONTEXT] = 3,
+    [OP_AFTER] = 2,   [OP_CANCEL] = 1,    [OP_SUBCONTEXT] = 3, [OP_EARLY_FREE] = 2,
 };
 
 typedef struct {
@@ -1603,6 +1617,424 @@ static void op_group(agent *a) {
     weft_group_free(group);
 }
 
+/* ---- earliest free ------------------------------------------------------ */
+
+/* The lifetime rule (DESIGN.md, "Lifetimes"; issue 12): once a thread has
+ * seen another thread's operation on an object complete, it may free the
+ * object at once, while the other thread's call is still returning. Each
+ * shape below makes a private object (a channel of capacity 0, 1 or 16, a
+ * context, a WaitGroup, a mutex), hands the bare pointer to a partner (a
+ * goroutine or a detached pthread) that takes no reference, and frees the
+ * object the moment it has seen the partner's operation finish. A library
+ * call that touches the object after its effect is visible is then a use
+ * after free (ASan) or a race with the free (TSan). The partner's job is
+ * its own (it frees it); the checks of what it received are its own too,
+ * reported with failf, so nothing of the partner's lives in the object.
+ * The owner's and the partner's waits depend only on each other, never on
+ * the round's stop. */
+
+enum shape { E_RECEIVE, E_SEND, E_SELECT_BOTH, E_CANCEL, E_WAITGROUP, E_MUTEX, SHAPES };
+static const char *const shape_names[SHAPES] = {
+    "earliest free: receive", "earliest free: send",      "earliest free: select both ways",
+    "earliest free: cancel",  "earliest free: waitgroup", "earliest free: mutex",
+};
+
+/* How one side makes its channel operation: F_BLOCK, F_TRY, F_UNTIL (in
+ * short deadlines, retried), F_CTX (a context that never ends), or
+ * E_SELECT: a select with two cases, both on the channel. */
+enum { E_SELECT = F_CTX + 1, E_FORMS };
+
+/* A WaitGroup or a mutex with what its partners write beside it: freed
+ * together, the moment the wait returned or the lock was taken. */
+typedef struct {
+    weft_wg wg;
+    atomic_int finished; /* partners that called weft_wg_done, counted before it */
+} early_wg;
+
+typedef struct {
+    weft_mutex lock;
+    uint64_t value; /* written by the partner under lock */
+} early_mutex;
+
+/* A partner's job: owned by the partner, which frees it. */
+typedef struct {
+    round *round;
+    enum shape shape;
+    int form;          /* the partner's form of its channel operation */
+    weft_chan *chan;   /* borrowed: no reference */
+    weft_ctx *ctx;     /* borrowed */
+    early_wg *wg;      /* borrowed */
+    early_mutex *lock; /* borrowed */
+    size_t elem_size;
+    int count;        /* E_RECEIVE: values to send */
+    bool closes;      /* E_RECEIVE: close after the last send */
+    bool locks;       /* E_MUTEX: lock, write, unlock (else: unlock the owner's hold) */
+    bool owner_sends; /* E_SELECT_BOTH: which case the owner completes */
+    uint64_t base;    /* the first value; then base + 1, ... */
+} early_job;
+
+/* The value's bytes as a channel of elem_size (8 or 24) carries them. */
+static bool holds_value(const uint64_t *buffer, size_t elem_size, uint64_t value) {
+    if (buffer[0] != value || buffer[3] != SENTINEL) return false;
+    if (elem_size == 8) return buffer[1] == SENTINEL && buffer[2] == SENTINEL;
+    return buffer[1] == ~value && buffer[2] == value * CHECK_MULTIPLIER;
+}
+
+/* A send of value on chan in the given form; 0 or the error. */
+static int early_send(weft_chan *chan, uint64_t value, int form) {
+    uint64_t buffer[4];
+    encode(buffer, value);
+    int err;
+    switch (form) {
+    case F_TRY:
+        while ((err = weft_chan_try_send(chan, buffer)) == WEFT_EAGAIN) sched_yield();
+        return err;
+    case F_UNTIL:
+        while ((err = weft_chan_send_until(chan, buffer, weft_now() + WEFT_US(20))) ==
+                   WEFT_ETIMEDOUT ||
+               err == WEFT_EAGAIN) {}
+        return err;
+    case F_CTX: return weft_chan_send_ctx(chan, buffer, weft_ctx_background());
+    case E_SELECT: {
+        weft_case cases[2] = {WEFT_SEND_CASE(chan, buffer), WEFT_SEND_CASE(chan, buffer)};
+        int chosen = weft_select(cases, 2, WEFT_FOREVER);
+        return chosen < 0 ? chosen : cases[chosen].err;
+    }
+    default: return weft_chan_send(chan, buffer);
+    }
+}
+
+/* A receive on chan in the given form into buffer (SENTINEL-filled);
+ * returns 0 or the error, and -1 when a select wrote a case it did not
+ * choose. */
+static int early_recv(weft_chan *chan, uint64_t *buffer, int form) {
+    int err;
+    fill_sentinel(buffer);
+    switch (form) {
+    case F_TRY:
+        while ((err = weft_chan_try_recv(chan, buffer)) == WEFT_EAGAIN) sched_yield();
+        return err;
+    case F_UNTIL:
+        while ((err = weft_chan_recv_until(chan, buffer, weft_now() + WEFT_US(20))) ==
+                   WEFT_ETIMEDOUT ||
+               err == WEFT_EAGAIN) {}
+        return err;
+    case F_CTX: return weft_chan_recv_ctx(chan, buffer, weft_ctx_background());
+    case E_SELECT: {
+        uint64_t other[4];
+        fill_sentinel(other);
+        weft_case cases[2] = {WEFT_RECV_CASE(chan, buffer), WEFT_RECV_CASE(chan, other)};
+        int chosen = weft_select(cases, 2, WEFT_FOREVER);
+        if (chosen < 0) return chosen;
+        if (!untouched(chosen == 0 ? other : buffer)) return -1;
+        if (chosen == 1) memcpy(buffer, other, sizeof other);
+        return cases[chosen].err;
+    }
+    default: return weft_chan_recv(chan, buffer);
+    }
+}
+
+static void early_partner(early_job *job) {
+    round *r = job->round;
+    const char *what = shape_names[job->shape];
+    uint64_t buffer[4];
+    int err;
+    switch (job->shape) {
+    case E_RECEIVE:
+        for (int j = 0; j < job->count; j++)
+            if ((err = early_send(job->chan, job->base + (uint64_t)j, job->form)) != 0)
+                failf(r, "%s: the partner's send %d (form %d) returned %s", what, j, job->form,
+                      error_name(err));
+        if (job->closes && (err = weft_chan_close(job->chan)) != 0)
+            failf(r, "%s: the partner's close returned %s", what, error_name(err));
+        break;
+    case E_SEND:
+        err = early_recv(job->chan, buffer, job->form);
+        if (err || !holds_value(buffer, job->elem_size, job->base))
+            failf(r, "%s: the partner's receive (form %d) returned %s and %016" PRIx64, what,
+                  job->form, error_name(err), buffer[0]);
+        break;
+    case E_SELECT_BOTH: {
+        uint64_t value[4];
+        encode(value, job->base + 1);
+        fill_sentinel(buffer);
+        weft_case cases[2] = {WEFT_RECV_CASE(job->chan, buffer), WEFT_SEND_CASE(job->chan, value)};
+        if (job->form == F_CTX)
+            err = weft_select_ctx(cases, 2, weft_ctx_background());
+        else
+            err = weft_select(cases, 2, WEFT_FOREVER);
+        bool right = job->owner_sends ? err == 0 && holds_value(buffer, job->elem_size, job->base)
+                                      : err == 1 && untouched(buffer);
+        if (!right || (err >= 0 && cases[err].err != 0))
+            failf(r, "%s: the owner %s, but the partner's select returned %d (err %d)", what,
+                  job->owner_sends ? "sent" : "received", err, err >= 0 ? cases[err].err : 0);
+        break;
+    }
+    case E_CANCEL:
+        if (job->closes)
+            weft_ctx_cancel_cause(job->ctx, 4000);
+        else
+            weft_ctx_cancel(job->ctx);
+        break;
+    case E_WAITGROUP: {
+        early_wg *wg = job->wg;
+        atomic_fetch_add(&wg->finished, 1);
+        weft_wg_done(&wg->wg); /* the last touch: the owner may free it */
+        break;
+    }
+    case E_MUTEX:
+        if (job->locks) {
+            weft_mutex_lock(&job->lock->lock);
+            job->lock->value = job->base;
+        }
+        weft_mutex_unlock(&job->lock->lock); /* the last touch */
+        break;
+    case SHAPES: break;
+    }
+    free(job);
+}
+
+static void early_partner_goroutine(void *arg) { early_partner(arg); }
+
+static void *early_partner_thread(void *arg) {
+    round *r = ((early_job *)arg)->round;
+    early_partner(arg);
+    atomic_fetch_sub(&r->detached, 1);
+    return NULL;
+}
+
+/* Start a partner on a copy of job: a goroutine, else a detached pthread.
+ * False when neither could start (the job never ran). */
+static bool start_partner(agent *a, const early_job *job) {
+    early_job *copy = malloc(sizeof *copy);
+    if (!copy) return false;
+    *copy = *job;
+    if (chance(&a->random, 60) && weft_go(early_partner_goroutine, copy) == 0) {
+        a->counts[K_GOROUTINE]++;
+        return true;
+    }
+    if (start_detached(a->round, early_partner_thread, copy)) return true;
+    free(copy);
+    return false;
+}
+
+/* Receive until the partner's values (and, if it closes, WEFT_ECLOSED)
+ * have all arrived, in order, each once; then the channel is freed. */
+static void early_receive(agent *a, early_job *job, int form) {
+    round *r = a->round;
+    const char *what = shape_names[E_RECEIVE];
+    uint64_t buffer[4];
+    int received = 0, err;
+    while ((err = early_recv(job->chan, buffer, form)) == 0) {
+        if (received >= job->count ||
+            !holds_value(buffer, job->elem_size, job->base + (uint64_t)received)) {
+            failf(r, "%s: value %d of %d (form %d) is %016" PRIx64 ", expected %016" PRIx64, what,
+                  received, job->count, form, buffer[0], job->base + (uint64_t)received);
+            return; /* the channel is leaked: the partner's state is unknown */
+        }
+        if (++received == job->count && !job->closes) break;
+    }
+    bool complete =
+        job->closes ? err == WEFT_ECLOSED && received == job->count && untouched(buffer) : err == 0;
+    if (!complete) {
+        failf(r, "%s: %d of %d values, then %s (form %d)", what, received, job->count,
+              error_name(err), form);
+        return;
+    }
+    weft_chan_release(job->chan);
+}
+
+static void op_earliest_free(agent *a) {
+    round *r = a->round;
+    enum shape shape = (enum shape)below(&a->random, SHAPES);
+    static const size_t early_caps[] = {0, 1, 16};
+    early_job job = {.round = r, .shape = shape};
+    job.elem_size = chance(&a->random, 70) ? 8 : 24;
+    job.base = next_random(&a->random) >> 2;
+    job.form = (int)below(&a->random, E_FORMS);
+    int form = (int)below(&a->random, E_FORMS); /* the owner's */
+    size_t cap = early_caps[below(&a->random, 3)];
+    if (form == F_TRY && job.form == F_TRY) job.form = F_BLOCK; /* on cap 0 neither would park */
+    set_doing(a, shape_names[shape], (int)cap);
+    a->counts[K_EARLY_FREE]++;
+
+    if (shape == E_RECEIVE || shape == E_SEND || shape == E_SELECT_BOTH) {
+        if (shape == E_SELECT_BOTH) cap = 0;
+        job.chan = weft_chan_make(job.elem_size, cap);
+        if (!job.chan) {
+            failf(r, "weft_chan_make returned NULL (errno %d)", errno);
+            return;
+        }
+    }
+    switch (shape) {
+    case E_RECEIVE:
+        /* A buffered result channel, a close-then-drain, an unbuffered
+         * hand-off from the partner. */
+        job.count = 1 + (int)below(&a->random, (uint32_t)cap + 2);
+        job.closes = chance(&a->random, 50);
+        if (!start_partner(a, &job)) break;
+        early_receive(a, &job, form);
+        return;
+    case E_SEND: {
+        /* The owner fills the buffer, so its send returns only once the
+         * partner's receive has made room (unbuffered: has the value). */
+        for (size_t j = 0; j < cap; j++) {
+            uint64_t buffer[4];
+            encode(buffer, job.base + j);
+            if (weft_chan_try_send(job.chan, buffer) != 0) failf(r, "try_send into room failed");
+        }
+        if (!start_partner(a, &job)) break;
+        if (chance(&a->random, 50)) sched_yield();
+        int err = early_send(job.chan, job.base + cap, form);
+        if (err) {
+            failf(r, "%s: the owner's send (form %d) returned %s", shape_names[shape], form,
+                  error_name(err));
+            return; /* leaked */
+        }
+        weft_chan_release(job.chan);
+        return;
+    }
+    case E_SELECT_BOTH: {
+        /* The partner selects over a receive and a send on one unbuffered
+         * channel; the owner completes one and frees the channel, so the
+         * select must have withdrawn the other first. */
+        job.owner_sends = chance(&a->random, 50);
+        job.form = chance(&a->random, 30) ? F_CTX : F_BLOCK;
+        if (!start_partner(a, &job)) break;
+        uint64_t buffer[4];
+        int err = job.owner_sends ? early_send(job.chan, job.base, form)
+                                  : early_recv(job.chan, buffer, form);
+        if (err || (!job.owner_sends && !holds_value(buffer, job.elem_size, job.base + 1))) {
+            failf(r, "%s: the owner's %s (form %d) returned %s", shape_names[shape],
+                  job.owner_sends ? "send" : "receive", form, error_name(err));
+            return; /* leaked */
+        }
+        weft_chan_release(job.chan);
+        return;
+    }
+    case E_CANCEL: {
+        /* The partner cancels; the owner frees at the first sign of it.
+         * Sometimes the owner watches a child and frees both. */
+        job.ctx = weft_ctx_with_cancel(NULL);
+        weft_ctx *child = chance(&a->random, 30) ? weft_ctx_with_cancel(job.ctx) : NULL;
+        weft_ctx *watched = child ? child : job.ctx;
+        weft_chan *idle = form == F_UNTIL ? weft_chan_make(0, 0) : NULL;
+        if (!job.ctx || (form == F_UNTIL && !idle)) {
+            failf(r, "making a context or channel failed (errno %d)", errno);
+            return;
+        }
+        job.closes = chance(&a->random, 50); /* with a cause */
+        if (!start_partner(a, &job)) {
+            weft_ctx_cancel(job.ctx);
+        } else {
+            int err = 0;
+            switch (form) {
+            case F_BLOCK: err = weft_chan_recv(weft_ctx_done(watched), NULL); break;
+            case F_TRY:
+                while (!weft_ctx_err(watched)) sched_yield();
+                err = WEFT_ECLOSED;
+                break;
+            case F_UNTIL: err = weft_chan_recv_ctx(idle, NULL, watched); break;
+            case F_CTX: {
+                weft_case cases[1] = {WEFT_RECV_CASE(NULL, NULL)};
+                err = weft_select_ctx(cases, 1, watched);
+                break;
+            }
+            default: {
+                weft_wg never = WEFT_WG_INIT;
+                weft_wg_add(&never, 1);
+                err = weft_wg_wait_ctx(&never, watched);
+                weft_wg_done(&never);
+                break;
+            }
+            }
+            int expected = form == F_BLOCK || form == F_TRY ? WEFT_ECLOSED : WEFT_ECANCELED;
+            int cause = weft_ctx_cause(watched);
+            if (err != expected || weft_ctx_err(watched) != WEFT_ECANCELED ||
+                cause != (job.closes ? 4000 : WEFT_ECANCELED))
+                failf(r, "%s: the owner's wait (form %d) returned %s, err %s, cause %d",
+                      shape_names[shape], form, error_name(err), error_name(weft_ctx_err(watched)),
+                      cause);
+        }
+        if (child) weft_ctx_release(child);
+        weft_ctx_release(job.ctx);
+        if (idle) weft_chan_release(idle);
+        return;
+    }
+    case E_WAITGROUP: {
+        early_wg *wg = malloc(sizeof *wg);
+        if (!wg) return;
+        weft_wg_init(&wg->wg);
+        atomic_init(&wg->finished, 0);
+        job.wg = wg;
+        int partners = 1 + (int)below(&a->random, 3), started = 0;
+        weft_wg_add(&wg->wg, partners);
+        for (int i = 0; i < partners; i++)
+            if (start_partner(a, &job))
+                started++;
+            else
+                weft_wg_done(&wg->wg);
+        int err = 0;
+        if (form == F_UNTIL) {
+            while ((err = weft_wg_wait_until(&wg->wg, weft_now() + WEFT_US(20))) != 0)
+                if (err != WEFT_ETIMEDOUT && err != WEFT_EAGAIN) break;
+        } else if (form == F_CTX) {
+            err = weft_wg_wait_ctx(&wg->wg, weft_ctx_background());
+        } else {
+            weft_wg_wait(&wg->wg);
+        }
+        if (err || atomic_load(&wg->finished) != started)
+            failf(r, "%s: the wait (form %d) returned %s with %d of %d partners done",
+                  shape_names[shape], form, error_name(err), atomic_load(&wg->finished), started);
+        if (chance(&a->random, 20)) weft_wg_destroy(&wg->wg); /* harmless, not needed */
+        free(wg);
+        return;
+    }
+    case E_MUTEX: {
+        /* The partner unlocks the owner's hold, or locks, writes and
+         * unlocks; the owner's next lock comes after that unlock. */
+        early_mutex *lock = malloc(sizeof *lock);
+        if (!lock) return;
+        weft_mutex_init(&lock->lock);
+        lock->value = 0;
+        job.lock = lock;
+        job.locks = chance(&a->random, 50);
+        if (!job.locks) weft_mutex_lock(&lock->lock);
+        if (!start_partner(a, &job)) {
+            if (!job.locks) weft_mutex_unlock(&lock->lock);
+        } else {
+            for (bool seen = false; !seen;) {
+                int err = 0;
+                switch (form) {
+                case F_TRY:
+                    while ((err = weft_mutex_trylock(&lock->lock)) != 0) sched_yield();
+                    break;
+                case F_UNTIL:
+                    while ((err = weft_mutex_lock_until(&lock->lock, weft_now() + WEFT_US(20))) ==
+                               WEFT_ETIMEDOUT ||
+                           err == WEFT_EAGAIN) {}
+                    break;
+                case F_CTX: err = weft_mutex_lock_ctx(&lock->lock, weft_ctx_background()); break;
+                default: weft_mutex_lock(&lock->lock); break;
+                }
+                if (err)
+                    failf(r, "%s: lock (form %d) returned %s", shape_names[shape], form,
+                          error_name(err));
+                seen = !job.locks || lock->value == job.base;
+                weft_mutex_unlock(&lock->lock);
+                if (!seen) sched_yield();
+            }
+        }
+        weft_mutex_destroy(&lock->lock);
+        free(lock);
+        return;
+    }
+    case SHAPES: break;
+    }
+    /* No partner could start. */
+    if (job.chan) weft_chan_release(job.chan);
+}
+
 /* ---- workers ------------------------------------------------------------ */
 
 static void do_op(agent *a, int op) {
@@ -1629,6 +2061,7 @@ static void do_op(agent *a, int op) {
     case OP_AFTER_FUNC: op_after_func(a); break;
     case OP_ONCE: op_once(a); break;
     case OP_VALUE: op_value(a); break;
+    case OP_EARLY_FREE: op_earliest_free(a); break;
     }
 }
 
@@ -1791,10 +2224,14 @@ static round *round_build(uint64_t seed, long number) {
         a->weights = a->own_weights;
         a->weight_total = 0;
         for (int op = 0; op < OPS; op++) {
-            unsigned weight = 0;
-            if (!chance(&mixer, weight_spec[op].zero_percent))
-                weight = weight_spec[op].low +
-                         below(&mixer, weight_spec[op].high - weight_spec[op].low + 1);
+            unsigned weight = 0, low = weight_spec[op].low, high = weight_spec[op].high;
+            unsigned zero_percent = weight_spec[op].zero_percent;
+            if (op == OP_EARLY_FREE && earliest_free) {
+                low = earliest_free_spec.low;
+                high = earliest_free_spec.high;
+                zero_percent = earliest_free_spec.zero_percent;
+            }
+            if (!chance(&mixer, zero_percent)) weight = low + below(&mixer, high - low + 1);
             a->own_weights[op] = weight;
             a->weight_total += weight;
         }
@@ -1906,7 +2343,8 @@ static void *watchdog_thread(void *unused) {
             fprintf(stderr, "torture:   goroutines %d, timers pending %zu, detached threads %d\n",
                     weft_goroutines(), weft__timer_pending(), atomic_load(&r->detached));
             describe_world(r);
-            fprintf(stderr, "torture: replay: torture --round %" PRIu64 "\n", r->seed);
+            fprintf(stderr, "torture: replay: torture%s --round %" PRIu64 "\n",
+                    earliest_free ? " --earliest-free" : "", r->seed);
             _exit(1);
         }
         pthread_mutex_unlock(&current_lock);
@@ -2310,7 +2748,8 @@ static bool run_round(uint64_t seed, long number, totals *sum, bool verbose) {
         if (failures > MAX_MESSAGES)
             fprintf(stderr, "torture:   ... and %d more failures\n", failures - MAX_MESSAGES);
         describe_world(r);
-        fprintf(stderr, "torture: replay: torture --round %" PRIu64 "\n", seed);
+        fprintf(stderr, "torture: replay: torture%s --round %" PRIu64 "\n",
+                earliest_free ? " --earliest-free" : "", seed);
     }
 
     while (r->agents) {
@@ -2335,7 +2774,7 @@ static bool run_round(uint64_t seed, long number, totals *sum, bool verbose) {
 
 static void usage(void) {
     fprintf(stderr, "usage: torture [--seed N] [--seconds S] [--round SEED] [--hang S] "
-                    "[--verbose]\n");
+                    "[--earliest-free] [--verbose]\n");
     exit(2);
 }
 
@@ -2384,6 +2823,10 @@ int main(int argc, char **argv) {
             verbose = true;
             continue;
         }
+        if (!strcmp(arg, "--earliest-free")) {
+            earliest_free = true;
+            continue;
+        }
         if (!value) usage();
         i++;
         if (!strcmp(arg, "--seed")) {
@@ -2429,7 +2872,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "torture: replaying round seed %" PRIu64 "%s\n", replay,
                 seconds_given ? " repeatedly" : "");
     else
-        fprintf(stderr, "torture: seed %" PRIu64 ", %.1f s\n", seed, seconds);
+        fprintf(stderr, "torture: seed %" PRIu64 ", %.1f s%s\n", seed, seconds,
+                earliest_free ? ", earliest-free shapes weighted" : "");
 
     totals sum = {0};
     weft_time start = weft_now(), limit = (weft_time)(seconds * 1e9);
