@@ -91,7 +91,7 @@
 #include "alloc.h"
 #include "backoff.h"
 #include "chan_internal.h"
-#include "weft/ctx.h"
+#include "engine.h"
 #include "panic.h"
 
 #define CACHE_LINE 64
@@ -624,9 +624,11 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     if (dir == WEFT_SEND) refuse_send(channel);
     if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
     weft__parker *self = weft__parker_self();
-    if (!self) { /* no parker: block by polling (see weft__select_block) */
+    if (!self) { /* no parker: the engine blocks by polling */
         weft_case only = {channel, dir, elem, 0};
-        int result = weft__select_block(&only, 1, NULL, deadline);
+        int result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
+                                       dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv",
+                                       channel);
         return result < 0 ? result : only.err;
     }
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;
@@ -687,7 +689,8 @@ __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *
         if (weft__backoff_done(&backoff)) break;
     }
     weft_case only = {channel, dir, elem, 0};
-    result = weft__select_block(&only, 1, NULL, deadline);
+    result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
+                               dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
     return result < 0 ? result : only.err;
 }
 
@@ -756,30 +759,39 @@ int weft_chan_recv_until(weft_chan *channel, void *elem, weft_time deadline) {
     return operate(channel, WEFT_RECV, elem, deadline);
 }
 
-/* A blocking operation that ctx may end: the operation and ctx's done
- * channel as a two-case priority select, so that a value or partner that
- * is there wins over a cancel that comes at the same moment. */
-static int operate_ctx(weft_chan *channel, int dir, void *elem, weft_ctx *ctx) {
-    weft_chan *done = weft_ctx_done(ctx);
-    if (!done || !channel) return operate(channel, dir, elem, WEFT_FOREVER);
-    if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
-    weft_case cases[2] = {{channel, dir, elem, 0}, {done, WEFT_RECV, NULL, 0}};
-    int chosen = weft_select_biased(cases, 2, WEFT_FOREVER);
-    if (chosen == 0) return cases[0].err;
-    if (chosen == 1) return weft_ctx_err(ctx);
-    return chosen;
+/* ---- the channel as a source of the blocking engine (engine.h) -------- */
+
+static int source_attempt(weft_case *c, const weft__parker *self) {
+    if (!c->ch) return WEFT_EAGAIN; /* a nil channel: never ready */
+    return weft__chan_try(c->ch, c->dir, c->elem, self);
 }
 
-int weft_chan_send_ctx(weft_chan *channel, const void *elem, weft_ctx *ctx) {
-    int error = weft_ctx_err(ctx);
-    if (error) return error;
-    if (fast_send(channel, elem) == 0) return 0;
-    return operate_ctx(channel, WEFT_SEND, (void *)elem, ctx);
+/* Whether case i is the first (in array order) on its channel: the one
+ * whose turn publishes every case on that channel at once. */
+static bool first_case_on(const weft_case *cases, size_t i) {
+    for (size_t j = 0; j < i; j++)
+        if (cases[j].ch == cases[i].ch) return false;
+    return true;
 }
 
-int weft_chan_recv_ctx(weft_chan *channel, void *elem, weft_ctx *ctx) {
-    int error = weft_ctx_err(ctx);
-    if (error) return error;
-    if (fast_recv(channel, elem) == 0) return 0;
-    return operate_ctx(channel, WEFT_RECV, elem, ctx);
+static bool source_enlist(const weft_case *cases, size_t n, size_t i, weft__waiter *waiters) {
+    weft_chan *channel = cases[i].ch;
+    if (!channel) return false;
+    if (!waiters[i].shares_channel) return weft__chan_register(channel, cases[i].dir, &waiters[i]);
+    return first_case_on(cases, i) && weft__chan_register_cases(channel, cases, waiters, n);
 }
+
+static void source_withdraw(const weft_case *c, weft__waiter *waiter) {
+    if (c->ch) weft__chan_unregister(c->ch, c->dir, waiter);
+}
+
+static const void *source_object(const weft_case *c) { return c->ch; }
+
+const weft__source weft__chan_source = {
+    .attempt = source_attempt,
+    .enlist = source_enlist,
+    .withdraw = source_withdraw,
+    .object = source_object,
+};
+
+const weft__source_kinds weft__chan_kinds = {NULL, &weft__chan_source, &weft__chan_source, NULL};

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "waitq.h"
 #include "weft/chan.h"
 
@@ -55,12 +56,11 @@ void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter);
 void weft__chan_set_receive_only(weft_chan *channel);
 int weft__chan_close_owned(weft_chan *channel);
 
-/* The blocking engine shared by channel operations and select (select.c):
- * block until one of cases[0..n) proceeds, after the caller's own attempts
- * found none ready. order lists the case indices in the order to retry them
- * (NULL: array order). Returns the case index (its err set) or WEFT_ETIMEDOUT,
- * WEFT_ENOMEM (more than WEFT_SELECT_STACK_CASES cases and no memory for
- * their waiters). Without a parker for this thread it polls, yielding. */
-int weft__select_block(weft_case *cases, size_t n, const unsigned *order, weft_time deadline);
+/* The channel as a source of the blocking engine (engine.h): a case's
+ * attempt is weft__chan_try (a nil channel is never ready), its waiter
+ * goes on the channel's queue for its direction, and its object is the
+ * channel. weft__chan_kinds has it for WEFT_SEND and WEFT_RECV only. */
+extern const weft__source weft__chan_source;
+extern const weft__source_kinds weft__chan_kinds;
 
 #endif

@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,8 +44,9 @@
 #include "thread.h"
 #include "time_internal.h"
 
-/* Every state from SLEEPING on means "the owner waits on the condvar". */
-enum { EMPTY, NOTIFIED, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
+/* Every state from SLEEPING on means "the owner waits on the condvar";
+ * POLLING means it waits in poll(2), on its fds and the parker's eventfd. */
+enum { EMPTY, NOTIFIED, POLLING, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__parker *pool_free; /* recycled parkers, under pool_lock */
@@ -75,6 +77,10 @@ static void renew(weft__parker *parker) {
     weft__monotonic_cond_init(&parker->cond);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     parker->sleeper_next = parker->sleeper_prev = NULL;
+    /* The child's copy of the eventfd is the parent's object: a write by
+     * either would wake the other's poll. The child makes its own. */
+    if (parker->eventfd >= 0) close(parker->eventfd);
+    parker->eventfd = -1;
 }
 
 void weft__parker_recycle(weft__parker *parker) {
@@ -110,6 +116,7 @@ static weft__parker *make_parker(void) {
     weft__parker *parker = weft__aligned_alloc(_Alignof(weft__parker), sizeof *parker);
     if (!parker) return NULL;
     memset(parker, 0, sizeof *parker);
+    parker->eventfd = -1;
     if (weft__monotonic_cond_init(&parker->cond) != 0) goto fail_cond;
     if (pthread_mutex_init(&parker->mutex, NULL) != 0) goto fail_mutex;
     return parker;
@@ -159,9 +166,21 @@ __attribute__((noinline)) static void wake(weft__parker *parker, int before) {
     pthread_mutex_unlock(&parker->mutex);
 }
 
+/* The unparker's half when the owner waits in poll. The parker outlives
+ * its owner (it is only recycled) and the eventfd the parker, so a late
+ * write is at worst a spurious wake-up of a later poll, which drains it. */
+__attribute__((noinline)) static void wake_polling(weft__parker *parker) {
+    uint64_t one = 1;
+    ssize_t written;
+    do written = write(parker->eventfd, &one, sizeof one);
+    while (written < 0 && errno == EINTR);
+    /* EAGAIN: the counter is full, so the owner is being woken anyway. */
+}
+
 void weft__parker_unpark(weft__parker *parker) {
     int before = atomic_exchange(&parker->state, NOTIFIED);
     if (before >= SLEEPING) wake(parker, before);
+    else if (before == POLLING) wake_polling(parker);
 }
 
 static inline bool consume(weft__parker *parker) {
@@ -242,6 +261,73 @@ int weft__parker_park(weft__parker *parker, weft_time deadline) {
 out:
     pthread_mutex_unlock(&parker->mutex);
     return result;
+}
+
+/* ---- Parking in poll(2) ---- */
+
+static void drain(int eventfd) {
+    uint64_t count;
+    while (read(eventfd, &count, sizeof count) < 0 && errno == EINTR) continue;
+}
+
+/* Milliseconds are too coarse for a deadline; ppoll takes a timespec. */
+static struct timespec *remaining(weft_time deadline, struct timespec *left) {
+    if (deadline == WEFT_FOREVER) return NULL;
+    weft_time now = weft_now();
+    weft_time span = deadline > now ? deadline - now : 0;
+    left->tv_sec = (time_t)(span / 1000000000);
+    left->tv_nsec = (long)(span % 1000000000);
+    return left;
+}
+
+/* Leave POLLING for EMPTY; false if an unpark came first (then consumed). */
+static bool stop_polling(weft__parker *parker) {
+    int expected = POLLING;
+    if (atomic_compare_exchange_strong(&parker->state, &expected, EMPTY)) return true;
+    (void)consume(parker);
+    return false;
+}
+
+int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t nfds,
+                              weft_time deadline) {
+    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
+    if (hook) hook();
+    if (parker->eventfd < 0) {
+        parker->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (parker->eventfd < 0) return WEFT_ESYS;
+    }
+    fds[nfds] = (struct pollfd){.fd = parker->eventfd, .events = POLLIN};
+    /* Counts left by late unparkers of earlier waits. Drained before the
+     * state says POLLING: an unpark of this wait writes only after that. */
+    drain(parker->eventfd);
+    int expected = EMPTY;
+    if (!atomic_compare_exchange_strong(&parker->state, &expected, POLLING)) {
+        (void)consume(parker);
+        return 0;
+    }
+    for (;;) {
+        struct timespec left;
+        int ready = ppoll(fds, nfds + 1, remaining(deadline, &left), NULL);
+        if (consume(parker)) return 0;
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            int saved = errno;
+            if (!stop_polling(parker)) return 0;
+            errno = saved;
+            return WEFT_ESYS;
+        }
+        bool fd_ready = false;
+        for (size_t k = 0; k < nfds; k++)
+            if (fds[k].revents) fd_ready = true;
+        if (fd_ready) return stop_polling(parker) ? 1 : 0;
+        if (fds[nfds].revents) {
+            /* A stale count; an unpark of this wait shows as NOTIFIED. */
+            drain(parker->eventfd);
+            continue;
+        }
+        if (deadline != WEFT_FOREVER && weft_now() >= deadline)
+            return stop_polling(parker) ? WEFT_ETIMEDOUT : 0;
+    }
 }
 
 /* ---- Hooks (parker.h) ---- */

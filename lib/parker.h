@@ -34,6 +34,7 @@
 #ifndef WEFT_LIB_PARKER_H
 #define WEFT_LIB_PARKER_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -77,6 +78,10 @@ typedef struct weft__parker {
      * sleep observer; the parker only clears them in a forked child. */
     struct weft__parker *sleeper_next, *sleeper_prev;
     bool goroutine;
+    /* For waits in poll (weft__parker_park_polling): -1 until the first
+     * one makes it; the unparker writes to it. Closed only in a forked
+     * child, whose copy is the parent's. */
+    int eventfd;
 } weft__parker;
 
 /* The calling thread's parker, allocated on first use; NULL if that
@@ -126,6 +131,17 @@ void weft__parker_unpark(weft__parker *parker);
  * (weft__parker_note) with no deadline is counted as asleep while it
  * sleeps (deadlock.h). */
 int weft__parker_park(weft__parker *parker, weft_time deadline);
+
+/* Owner: weft__parker_park, but sleeping in ppoll(2) over fds[0..nfds) and
+ * the parker's eventfd, which it puts in fds[nfds] (the caller gives
+ * nfds + 1 slots). Returns 0 when unparked (consuming it; an unpark wins
+ * over a ready fd), 1 when one of the fds has revents (then no unpark is
+ * pending for this wait), WEFT_ETIMEDOUT at the deadline, WEFT_ESYS with
+ * errno set when the eventfd cannot be made (EMFILE, ENFILE) or poll
+ * fails. Interrupted polls are resumed. Never counted as asleep by
+ * deadlock detection: the kernel, not another thread, may end the wait. */
+int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t nfds,
+                              weft_time deadline);
 
 /* ---- Hooks for the layers above ---- */
 
