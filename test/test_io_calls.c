@@ -630,6 +630,110 @@ START_TEST(test_accept_on_a_socket_not_listening_is_esys) {
 }
 END_TEST
 
+/* Acceptors sharing one blocking listener: the first to return must not
+ * put the listener back to blocking under the others, or one woken by
+ * a connection another took would sleep in accept(2), out of the
+ * context's reach. */
+typedef struct {
+    int listener;
+    weft_ctx *ctx;
+    weft_time deadline; /* WEFT_FOREVER: the _ctx form */
+    int result;
+    atomic_bool done;
+} acceptor;
+
+static void *accept_one(void *arg) {
+    acceptor *job = arg;
+    job->result = job->deadline == WEFT_FOREVER
+                      ? weft_accept_ctx(job->listener, NULL, NULL, job->ctx)
+                      : weft_accept_until(job->listener, NULL, NULL, job->deadline);
+    atomic_store(&job->done, true);
+    return NULL;
+}
+
+START_TEST(test_concurrent_accepts_on_a_blocking_listener_all_end_with_their_ctx) {
+    struct sockaddr_in addr;
+    int listener = listen_loopback(&addr);
+    int flags = fd_flags(listener);
+    weft_ctx *ctx = weft_ctx_with_cancel(NULL);
+    ck_assert_ptr_nonnull(ctx);
+    acceptor first = {.listener = listener, .deadline = weft_deadline(WEFT_MS(40))};
+    acceptor late[2] = {{.listener = listener, .ctx = ctx, .deadline = WEFT_FOREVER},
+                        {.listener = listener, .ctx = ctx, .deadline = WEFT_FOREVER}};
+    pthread_t threads[3];
+    start_thread(&threads[0], accept_one, &first);
+    sleep_ms(5);
+    for (int i = 0; i < 2; i++) start_thread(&threads[1 + i], accept_one, &late[i]);
+    join_thread(threads[0]);
+    ck_assert_int_eq(first.result, WEFT_ETIMEDOUT);
+    sleep_ms(SETTLE_MS);
+    /* The others still wait: the first's return left it non-blocking. */
+    ck_assert_int_ne(fd_flags(listener) & O_NONBLOCK, 0);
+    int client = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(client, 0);
+    ck_assert_int_eq(weft_connect_ctx(client, (struct sockaddr *)&addr, sizeof addr, NULL), 0);
+    sleep_ms(SETTLE_MS); /* one took the connection */
+    weft_ctx_cancel(ctx);
+    weft_time give_up = weft_deadline(WEFT_SEC(5));
+    while ((!atomic_load(&late[0].done) || !atomic_load(&late[1].done)) && weft_now() < give_up)
+        sleep_ms(1);
+    bool all_done = atomic_load(&late[0].done) && atomic_load(&late[1].done);
+    int spare = -1;
+    if (!all_done) { /* unstick the one asleep in accept(2) before failing */
+        spare = socket(AF_INET, SOCK_STREAM, 0);
+        connect(spare, (struct sockaddr *)&addr, sizeof addr);
+    }
+    for (int i = 0; i < 2; i++) join_thread(threads[1 + i]);
+    if (spare >= 0) close(spare);
+    ck_assert_msg(all_done, "an acceptor did not end with its context");
+    int accepted = late[0].result >= 0 ? late[0].result : late[1].result;
+    int other = late[0].result >= 0 ? late[1].result : late[0].result;
+    ck_assert_int_ge(accepted, 0);
+    ck_assert_int_eq(other, WEFT_ECANCELED);
+    ck_assert_int_eq(fd_flags(listener), flags);
+    close(accepted);
+    close(client);
+    weft_ctx_release(ctx);
+    close(listener);
+}
+END_TEST
+
+/* Readers racing for one byte: the loser, woken for nothing, meets its
+ * deadline as a timeout (it waited), never as "would block". */
+typedef struct {
+    int fd;
+    weft_time deadline;
+    ssize_t result;
+} racing_reader;
+
+static void *read_one(void *arg) {
+    racing_reader *job = arg;
+    char byte;
+    job->result = weft_read_until(job->fd, &byte, 1, job->deadline);
+    return NULL;
+}
+
+START_TEST(test_reader_that_loses_a_race_for_the_data_times_out_not_eagain) {
+    for (int round = 0; round < 10; round++) {
+        int fds[2];
+        make_socketpair(fds);
+        weft_time deadline = weft_deadline(WEFT_MS(40));
+        racing_reader readers[2] = {{fds[0], deadline, 99}, {fds[0], deadline, 99}};
+        pthread_t threads[2];
+        for (int i = 0; i < 2; i++) start_thread(&threads[i], read_one, &readers[i]);
+        sleep_ms(10);
+        put(fds[1], "x");
+        for (int i = 0; i < 2; i++) join_thread(threads[i]);
+        ssize_t results[2] = {readers[0].result, readers[1].result};
+        ck_assert_msg((results[0] == 1 && results[1] == WEFT_ETIMEDOUT) ||
+                          (results[1] == 1 && results[0] == WEFT_ETIMEDOUT),
+                      "round %d: results %zd, %zd", round, results[0], results[1]);
+        ck_assert_int_ge(weft_now(), deadline);
+        close_pair(fds);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------------
  * EINTR: a storm of signals without SA_RESTART */
 
@@ -843,6 +947,7 @@ static Suite *io_calls_suite(void) {
     tcase_add_test(tc, test_read_ctx_with_expired_ctx_deadline_is_etimedout);
     tcase_add_test(tc, test_read_returns_zero_at_end_of_file);
     tcase_add_test(tc, test_read_of_a_bad_fd_is_esys_ebadf);
+    tcase_add_test(tc, test_reader_that_loses_a_race_for_the_data_times_out_not_eagain);
 
     tc = new_case(suite, "write");
     tcase_add_test(tc, test_write_into_full_pipe_timed_out_returns_the_partial_count);
@@ -865,6 +970,7 @@ static Suite *io_calls_suite(void) {
     tcase_add_test(tc, test_accept_ctx_returns_ctx_error_soon_after_a_cancel);
     tcase_add_test(tc, test_connect_to_a_port_nobody_listens_on_is_econnrefused);
     tcase_add_test(tc, test_accept_on_a_socket_not_listening_is_esys);
+    tcase_add_test(tc, test_concurrent_accepts_on_a_blocking_listener_all_end_with_their_ctx);
 
     tc = new_case(suite, "eintr");
     tcase_add_test(tc, test_signal_storm_causes_no_spurious_error_and_data_arrives_intact);
