@@ -50,8 +50,9 @@
  * a cancel, the timer fire for a deadline, the parent's lock for a child
  * canceled by its parent: its free waits for that lock), so the owner may
  * release it the moment it sees the end. The fd is closed when the
- * context is freed. A value or without_cancel context's fd is its
- * canceler's, which outlives it. */
+ * context is freed. A value context's fd is its canceler's, which
+ * outlives it. Known gap: no fork handler renews these fds, so a forked
+ * child's copy of a context shares the parent's eventfd. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>

@@ -123,7 +123,8 @@ int weft_fd_close(int fd);
  * same fd). Returns the fd, WEFT_EINVAL for a context that can never end
  * (NULL, background, values or without_cancel over it: where
  * weft_ctx_done is NULL), WEFT_ESYS (errno EMFILE, ...) when no fd can
- * be made; a later call tries again. */
+ * be made; a later call tries again. A forked child must not use an fd
+ * it got before the fork: it is the parent's (one counter for both). */
 int weft_ctx_fd(weft_ctx *ctx);
 
 /* A select case on an fd's readiness: ready when fd has one of events.
