@@ -39,14 +39,31 @@
  * child) -> done channel's lock, and ctx -> timer lock; never the other
  * way. A cancel takes a pending deadline out of the timer heap at once
  * (weft__timer_cancel, which does not wait for a fire in progress: that
- * fire may be waiting for the lock the cancel holds). */
+ * fire may be waiting for the lock the cancel holds).
+ *
+ * The end's fd (weft_ctx_fd, weft/io.h). A cancelable context may own an
+ * eventfd, made on the first weft_ctx_fd under its lock and written once
+ * when it ends: by end_locked, under the same lock, right after err is
+ * stored (so whoever sees the fd readable sees err set), or at creation
+ * when the context has ended already. The write falls inside the window
+ * in which the ending call keeps the context alive (its own reference for
+ * a cancel, the timer fire for a deadline, the parent's lock for a child
+ * canceled by its parent: its free waits for that lock), so the owner may
+ * release it the moment it sees the end. The fd is closed when the
+ * context is freed. A value context's fd is its canceler's, which
+ * outlives it. Known gap: no fork handler renews these fds, so a forked
+ * child's copy of a context shares the parent's eventfd. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "weft/ctx.h"
+#include "weft/io.h"
 #include "alloc.h"
 #include "chan_internal.h"
 #include "panic.h"
@@ -82,6 +99,7 @@ struct weft_ctx {
     listener *children;  /* under lock */
     listener link;       /* in the parent canceler's list, under its lock */
     weft_ctx *linked_to; /* that canceler; NULL if never linked */
+    int end_fd;          /* weft_ctx_fd's eventfd, -1 until made; under lock */
 };
 
 struct weft_ctx_after {
@@ -148,6 +166,15 @@ static void unlock(weft_ctx *ctx) {
 
 /* ---- canceling ---------------------------------------------------------- */
 
+/* Under ctx's lock, once ctx has ended: make its end fd readable, if it
+ * has one. Written once, so the counter never overflows and the write
+ * never would block. */
+static void signal_end_fd(weft_ctx *ctx) {
+    if (ctx->end_fd < 0) return;
+    uint64_t one = 1;
+    while (write(ctx->end_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
 /* Under ctx's lock: end ctx with err and cause, close its done channel,
  * and cancel its subtree, collecting after-functions to start into
  * *launch. Returns false if ctx had already ended. */
@@ -155,6 +182,7 @@ static bool end_locked(weft_ctx *ctx, int err, int cause, weft_ctx_after **launc
     if (atomic_load_explicit(&ctx->err, memory_order_relaxed)) return false;
     ctx->cause = cause;
     atomic_store_explicit(&ctx->err, err, memory_order_release);
+    signal_end_fd(ctx);
     weft__chan_close_owned(ctx->done);
     if (ctx->has_timer) weft__timer_cancel(&ctx->timer); /* free its heap slot now */
     listener *link = ctx->children;
@@ -248,6 +276,24 @@ void *weft_ctx_value(weft_ctx *ctx, const void *key) {
     return NULL;
 }
 
+/* The canceler's end fd, made now if it has none. */
+int weft_ctx_fd(weft_ctx *ctx) {
+    weft_ctx *canceler = ctx ? ctx->canceler : NULL;
+    if (!canceler) return WEFT_EINVAL;
+    int result;
+    lock(canceler);
+    if (canceler->end_fd < 0) {
+        canceler->end_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (canceler->end_fd >= 0 && atomic_load_explicit(&canceler->err, memory_order_relaxed))
+            signal_end_fd(canceler);
+    }
+    result = canceler->end_fd >= 0 ? canceler->end_fd : WEFT_ESYS;
+    int saved_errno = errno;
+    unlock(canceler);
+    errno = saved_errno;
+    return result;
+}
+
 /* ---- references --------------------------------------------------------- */
 
 void weft_ctx_retain(weft_ctx *ctx) {
@@ -267,6 +313,7 @@ static weft_ctx *destroy(weft_ctx *ctx) {
             unlock(parent);
         }
         weft_chan_release(ctx->done);
+        if (ctx->end_fd >= 0) close(ctx->end_fd);
         pthread_mutex_destroy(&ctx->lock);
     }
     weft_ctx *parent = ctx->parent;
@@ -314,6 +361,7 @@ static weft_ctx *new_cancelable(weft_ctx *parent, weft_time deadline) {
     int error = pthread_mutex_init(&ctx->lock, NULL);
     if (error) weft__panic_errno("pthread_mutex_init", error);
     weft__timer_init(&ctx->timer, deadline_passed);
+    ctx->end_fd = -1;
     weft_time inherited = weft_ctx_deadline(parent);
     ctx->deadline = deadline < inherited ? deadline : inherited;
     ctx->canceler = ctx;

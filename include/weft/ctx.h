@@ -105,7 +105,8 @@ int weft_ctx_cause(weft_ctx *ctx);
  * valid while ctx is; do not release it. Receive-only, as Go's Done():
  * weft_chan_close on it, or a send (direct or in a select), prints a
  * "weft: ..." line and aborts. NULL for a context that can never be
- * canceled (background, values over it, without_cancel). */
+ * canceled (background, values over it, without_cancel). For a poll or
+ * epoll loop, weft_ctx_fd (weft/io.h) gives an fd that says the same. */
 weft_chan *weft_ctx_done(weft_ctx *ctx);
 
 /* The value of the nearest context in ctx's chain made with key, or NULL. */

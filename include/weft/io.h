@@ -5,8 +5,9 @@
  * channels together.
  *
  * Every call tries the system call first and waits only when it would
- * block. Sockets are driven with MSG_DONTWAIT, so a caller's fd flags are
- * never changed; any other fd must already be O_NONBLOCK (else
+ * block. Sockets are driven with MSG_DONTWAIT, so the byte calls never
+ * change a caller's fd flags (accept and connect may, for the length of
+ * the call: see them); any other fd must already be O_NONBLOCK (else
  * WEFT_EINVAL, checked before anything is read or written). Interrupted
  * system calls (EINTR) are retried; any other failure is WEFT_ESYS with
  * errno set. The deadline and context rules of every blocking weft call
@@ -60,8 +61,9 @@ int weft_fd_wait_until(int fd, int events, weft_time deadline);
 int weft_fd_wait_ctx(int fd, int events, weft_ctx *ctx);
 
 /* read(2) of up to n bytes, waiting for fd to be readable. Returns the
- * count (0 at end of file) or a negative code as above; fd must be a
- * socket or O_NONBLOCK. Blocks until some bytes, the end, or an error. */
+ * count (0 at end of file) or a negative code as above (WEFT_EINVAL also
+ * for n > SSIZE_MAX); fd must be a socket or O_NONBLOCK. Blocks until
+ * some bytes, the end, or an error. */
 ssize_t weft_read_until(int fd, void *buf, size_t n, weft_time deadline);
 ssize_t weft_read_ctx(int fd, void *buf, size_t n, weft_ctx *ctx);
 
@@ -69,11 +71,14 @@ ssize_t weft_read_ctx(int fd, void *buf, size_t n, weft_ctx *ctx);
  * or, if the deadline passed or ctx ended after some bytes went out, the
  * count written so far (> 0); with nothing written, a negative code.
  * A failure after progress (EPIPE, say) also returns the count; the next
- * call reports the failure. Blocks until all is written or it ends. */
+ * call reports the failure. Blocks until all is written or it ends.
+ * Sockets are written with MSG_NOSIGNAL (a closed peer is EPIPE, no
+ * SIGPIPE); a pipe whose reader has gone raises SIGPIPE, as write(2). */
 ssize_t weft_write_until(int fd, const void *buf, size_t n, weft_time deadline);
 ssize_t weft_write_ctx(int fd, const void *buf, size_t n, weft_ctx *ctx);
 
-/* recv(2) on a socket with flags (MSG_DONTWAIT is added): as weft_read. */
+/* recv(2) on a socket with flags (MSG_DONTWAIT is added): as weft_read.
+ * On an fd that is not a socket: WEFT_ESYS, errno ENOTSOCK. */
 ssize_t weft_recv_until(int fd, void *buf, size_t n, int flags, weft_time deadline);
 ssize_t weft_recv_ctx(int fd, void *buf, size_t n, int flags, weft_ctx *ctx);
 
@@ -84,8 +89,13 @@ ssize_t weft_send_ctx(int fd, const void *buf, size_t n, int flags, weft_ctx *ct
 
 /* accept(2) on a listening socket, waiting for a connection. Returns the
  * new fd (non-blocking and close-on-exec) or a negative code; addr and len
- * as accept's (may be NULL). A connection aborted before it was accepted
- * is skipped. A blocking listener is O_NONBLOCK during the call only. */
+ * as accept's (may be NULL). A connection that failed before it was
+ * accepted is skipped: ECONNABORTED, and the network errors Linux passes
+ * through accept (EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
+ * ENETUNREACH; not EOPNOTSUPP, which is also "not a stream socket").
+ * A blocking listener is O_NONBLOCK during the call only (concurrent weft
+ * calls on it share that, the last one restores the caller's flags;
+ * other users of the same open file see it non-blocking meanwhile). */
 int weft_accept_until(int fd, struct sockaddr *addr, socklen_t *len, weft_time deadline);
 int weft_accept_ctx(int fd, struct sockaddr *addr, socklen_t *len, weft_ctx *ctx);
 
@@ -93,7 +103,9 @@ int weft_accept_ctx(int fd, struct sockaddr *addr, socklen_t *len, weft_ctx *ctx
  * connected; WEFT_ESYS with errno (ECONNREFUSED, ...) when it failed; a
  * deadline or ctx error when it ended first, after which the socket's
  * state is unspecified: close it. A blocking socket is O_NONBLOCK during
- * the call only. */
+ * the call only, as for accept. An AF_UNIX socket whose listener's
+ * backlog is full fails at once with errno EAGAIN: Linux offers nothing
+ * to wait for there. */
 int weft_connect_until(int fd, const struct sockaddr *addr, socklen_t len, weft_time deadline);
 int weft_connect_ctx(int fd, const struct sockaddr *addr, socklen_t len, weft_ctx *ctx);
 
@@ -106,10 +118,13 @@ int weft_fd_close(int fd);
 
 /* An fd, owned by ctx and created on first call, that polls readable once
  * ctx has ended, and stays so; it is closed when ctx is freed. For
- * hand-written poll or epoll loops: never read, write or close it.
- * Returns the fd, WEFT_EINVAL for a context that can never end (NULL, or
- * one with no cancel and no deadline above it), WEFT_ESYS (errno EMFILE,
- * ...) when no fd can be made. */
+ * hand-written poll or epoll loops: never read, write or close it. A
+ * value context's fd is that of the cancelable context above it (the
+ * same fd). Returns the fd, WEFT_EINVAL for a context that can never end
+ * (NULL, background, values or without_cancel over it: where
+ * weft_ctx_done is NULL), WEFT_ESYS (errno EMFILE, ...) when no fd can
+ * be made; a later call tries again. A forked child must not use an fd
+ * it got before the fork: it is the parent's (one counter for both). */
 int weft_ctx_fd(weft_ctx *ctx);
 
 /* A select case on an fd's readiness: ready when fd has one of events.
