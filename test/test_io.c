@@ -249,6 +249,27 @@ START_TEST(test_blocked_fd_wait_until_wakes_when_data_arrives) {
 }
 END_TEST
 
+START_TEST(test_blocked_fd_wait_for_out_wakes_when_room_appears) {
+    int fds[2];
+    make_socketpair(fds, SOCK_NONBLOCK);
+    char block[4096];
+    memset(block, 'f', sizeof block);
+    while (send(fds[0], block, sizeof block, MSG_DONTWAIT) > 0) {}
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_eq(weft_fd_wait_until(fds[0], WEFT_FD_OUT, WEFT_NOWAIT), WEFT_EAGAIN);
+    fd_op op;
+    fd_op_init(&op, OP_WAIT_UNTIL);
+    op.fd = fds[0];
+    op.events = WEFT_FD_OUT;
+    op.deadline = weft_deadline(WEFT_SEC(60));
+    start_blocked(&op);
+    while (recv(fds[1], block, sizeof block, MSG_DONTWAIT) > 0) {}
+    finish(&op);
+    ck_assert_int_eq(op.result, WEFT_FD_OUT);
+    close_pair(fds);
+}
+END_TEST
+
 START_TEST(test_fd_wait_until_on_a_hung_up_pipe_reports_err_or_in) {
     int fds[2];
     make_pipe(fds);
@@ -1218,11 +1239,10 @@ typedef struct {
     atomic_int done;
 } stream_end;
 
-/* A deadline from already passed to 2 ms away. */
+/* A deadline from already passed to half a millisecond away. */
 static weft_time random_deadline(uint64_t *state) {
-    uint64_t pick = test_random(state) % 8;
-    if (pick == 0) return WEFT_NOWAIT;
-    return weft_deadline((weft_time)(test_random(state) % WEFT_MS(2)));
+    if (test_random(state) % 4 == 0) return WEFT_NOWAIT;
+    return weft_deadline((weft_time)(test_random(state) % WEFT_US(500)));
 }
 
 static void stream_writer(void *arg) {
@@ -1267,7 +1287,7 @@ static void stream_reader(void *arg) {
             if (rc != WEFT_ETIMEDOUT && rc != WEFT_EAGAIN) break;
             self->timeouts++;
         }
-        if (test_random(&self->random_state) % 64 == 0) sleep_ms(1); /* let the writer block */
+        if (test_random(&self->random_state) % 8 == 0) sleep_ms(1); /* let the writer time out */
     }
     WORKER_EXPECT(got == STREAM_BYTES);
     atomic_store(&self->done, 1);
@@ -1322,6 +1342,7 @@ static Suite *io_suite(void) {
     tcase_add_test(tc, test_fd_wait_until_with_a_passed_deadline_and_not_ready_is_eagain);
     tcase_add_test(tc, test_fd_wait_until_times_out_never_early);
     tcase_add_test(tc, test_blocked_fd_wait_until_wakes_when_data_arrives);
+    tcase_add_test(tc, test_blocked_fd_wait_for_out_wakes_when_room_appears);
     tcase_add_test(tc, test_fd_wait_until_on_a_hung_up_pipe_reports_err_or_in);
     tcase_add_test(tc, test_fd_wait_until_for_out_on_a_pipe_without_reader_reports_err);
     tcase_add_test(tc, test_blocked_fd_wait_wakes_when_the_peer_hangs_up);
