@@ -1167,16 +1167,20 @@ static int child_body(void) {
     if (!int_becomes(&selecting.done, 1) || selecting.result != 1 || selecting.received != 42)
         return CHILD_SELECT;
     /* 3. this thread (the copy of the parent's, eventfd and all) blocked in
-     * a ctx wait, cancelled by a goroutine */
-    weft_ctx *ctx = weft_ctx_with_cancel(NULL);
-    if (!ctx) return CHILD_SETUP;
-    canceller cancel = {.ctx = ctx, .delay = WEFT_MS(30)};
-    atomic_init(&cancel.cancelled_at, 0);
-    if (weft_go(cancel_later, &cancel) != 0) return CHILD_SETUP;
-    weft_time start = weft_now();
-    if (weft_fd_wait_ctx(quiet[0], WEFT_FD_IN, ctx) != WEFT_ECANCELED) return CHILD_CANCEL;
-    if (weft_now() - start > WAKE_LIMIT * SLOWDOWN) return CHILD_CANCEL_LATE;
-    weft_ctx_release(ctx);
+     * ctx waits, each cancelled by a goroutine: ten wake-ups while the
+     * parent's thread sleeps */
+    for (int round = 0; round < 10; round++) {
+        weft_ctx *ctx = weft_ctx_with_cancel(NULL);
+        if (!ctx) return CHILD_SETUP;
+        canceller cancel = {.ctx = ctx, .delay = WEFT_MS(10)};
+        atomic_init(&cancel.cancelled_at, 0);
+        if (weft_go(cancel_later, &cancel) != 0) return CHILD_SETUP;
+        weft_time start = weft_now();
+        if (weft_fd_wait_ctx(quiet[0], WEFT_FD_IN, ctx) != WEFT_ECANCELED) return CHILD_CANCEL;
+        if (weft_now() - start > WAKE_LIMIT * SLOWDOWN) return CHILD_CANCEL_LATE;
+        if (!goroutines_become(0)) return CHILD_SETUP; /* the canceller is done with ctx */
+        weft_ctx_release(ctx);
+    }
     return CHILD_OK;
 }
 
