@@ -913,6 +913,80 @@ START_TEST(test_blocked_select_wakes_when_its_fd_becomes_ready) {
 }
 END_TEST
 
+START_TEST(test_biased_select_takes_a_ready_fd_case_in_array_order) {
+    int fds[2];
+    make_pipe(fds);
+    put_byte(fds[1], 'x');
+    weft_chan *chan = make_int_chan(1);
+    int value = 8, received = -1;
+    ck_assert_int_eq(weft_chan_try_send(chan, &value), 0);
+    weft_fdwait wait = {.fd = fds[0], .events = WEFT_FD_IN, .revents = 0};
+    weft_case fd_first[2] = {WEFT_FD_CASE(&wait), WEFT_RECV_CASE(chan, &received)};
+    for (int t = 0; t < 100; t++) ck_assert_int_eq(weft_select_biased(fd_first, 2, WEFT_NOWAIT), 0);
+    ck_assert_int_eq(received, -1);
+    weft_case chan_first[2] = {WEFT_RECV_CASE(chan, &received), WEFT_FD_CASE(&wait)};
+    ck_assert_int_eq(weft_select_biased(chan_first, 2, WEFT_NOWAIT), 0);
+    ck_assert_int_eq(received, 8);
+    ck_assert_int_eq(weft_select_biased(chan_first, 2, WEFT_NOWAIT), 1);
+    ck_assert_int_eq(pending_bytes(fds[0]), 1);
+    close_pair(fds);
+    weft_chan_release(chan);
+}
+END_TEST
+
+START_TEST(test_select_fd_case_on_a_hung_up_pipe_is_ready_with_err) {
+    int fds[2];
+    make_pipe(fds);
+    close(fds[1]);
+    fds[1] = -1;
+    weft_chan *never = make_int_chan(0);
+    weft_fdwait wait = {.fd = fds[0], .events = WEFT_FD_IN, .revents = 0};
+    weft_case cases[2] = {WEFT_RECV_CASE(never, NULL), WEFT_FD_CASE(&wait)};
+    ck_assert_int_eq(weft_select(cases, 2, weft_deadline(WEFT_SEC(5))), 1);
+    ck_assert_int_eq(cases[1].err, 0);
+    ck_assert_msg(wait.revents & (WEFT_FD_ERR | WEFT_FD_IN), "revents %d", wait.revents);
+    close_pair(fds);
+    weft_chan_release(never);
+}
+END_TEST
+
+/* More cases than WEFT_SELECT_STACK_CASES, all fds: the ready one is
+ * found, whether ready at the call or later. */
+enum { MANY_FDS = 100 };
+
+START_TEST(test_select_over_100_fd_cases_returns_the_ready_index) {
+    int(*pipes)[2] = calloc(MANY_FDS, sizeof *pipes);
+    weft_fdwait *waits = calloc(MANY_FDS, sizeof *waits);
+    weft_case *cases = calloc(MANY_FDS, sizeof *cases);
+    ck_assert(pipes && waits && cases);
+    for (int k = 0; k < MANY_FDS; k++) {
+        make_pipe(pipes[k]);
+        waits[k] = (weft_fdwait){.fd = pipes[k][0], .events = WEFT_FD_IN, .revents = 0};
+        cases[k] = (weft_case)WEFT_FD_CASE(&waits[k]);
+    }
+    ck_assert_int_eq(weft_select(cases, MANY_FDS, WEFT_NOWAIT), WEFT_EAGAIN);
+    put_byte(pipes[73][1], 'x');
+    ck_assert_int_eq(weft_select(cases, MANY_FDS, WEFT_NOWAIT), 73);
+    ck_assert_int_eq(waits[73].revents, WEFT_FD_IN);
+    /* Blocked, then woken by index 91. */
+    ck_assert_int_eq(read(pipes[73][0], &(char){0}, 1), 1);
+    fd_op op;
+    fd_op_init(&op, OP_SELECT);
+    op.cases = cases;
+    op.n = MANY_FDS;
+    op.deadline = weft_deadline(WEFT_SEC(60));
+    start_blocked(&op);
+    put_byte(pipes[91][1], 'y');
+    finish(&op);
+    ck_assert_int_eq(op.result, 91);
+    ck_assert_int_eq(waits[91].revents, WEFT_FD_IN);
+    for (int k = 0; k < MANY_FDS; k++) close_pair(pipes[k]);
+    free(pipes);
+    free(waits);
+    free(cases);
+}
+END_TEST
+
 /* The contract names WEFT_EINVAL for a bad case; an fd case with no
  * weft_fdwait, or one that asks for no event (weft_fd_wait's rule), is
  * one. Rejected as a whole, even beside a ready case, and nothing moves. */
@@ -1379,6 +1453,9 @@ static Suite *io_suite(void) {
     tcase_add_test(tc, test_select_with_nowait_and_no_ready_fd_is_eagain);
     tcase_add_test(tc, test_select_with_only_an_fd_case_times_out_never_early);
     tcase_add_test(tc, test_blocked_select_wakes_when_its_fd_becomes_ready);
+    tcase_add_test(tc, test_biased_select_takes_a_ready_fd_case_in_array_order);
+    tcase_add_test(tc, test_select_fd_case_on_a_hung_up_pipe_is_ready_with_err);
+    tcase_add_test(tc, test_select_over_100_fd_cases_returns_the_ready_index);
     tcase_add_test(tc, test_select_with_a_null_fdwait_is_einval);
     tcase_add_test(tc, test_select_with_an_fd_case_asking_no_event_is_einval);
 
