@@ -347,6 +347,42 @@ START_TEST(test_fd_wait_until_with_no_events_is_einval) {
 }
 END_TEST
 
+static void on_signal(int signal_number) { (void)signal_number; }
+
+static void *fd_op_thread(void *arg) {
+    fd_op_run(arg);
+    return NULL;
+}
+
+/* EINTR is retried: signals (with a handler, no SA_RESTART) neither end
+ * the wait early nor turn into an error. */
+START_TEST(test_fd_wait_until_is_not_ended_by_signals) {
+    struct sigaction action = {.sa_handler = on_signal}, saved;
+    sigemptyset(&action.sa_mask);
+    ck_assert_int_eq(sigaction(SIGUSR1, &action, &saved), 0);
+    int fds[2];
+    make_pipe(fds);
+    fd_op op;
+    fd_op_init(&op, OP_WAIT_UNTIL);
+    op.fd = fds[0];
+    op.events = WEFT_FD_IN;
+    weft_time timeout = WEFT_MS(200), start = weft_now();
+    op.deadline = start + timeout;
+    pthread_t thread;
+    start_thread(&thread, fd_op_thread, &op);
+    wait_for_count(&op.arrived, 1);
+    for (int k = 0; k < 5 && !atomic_load(&op.done); k++) {
+        pthread_kill(thread, SIGUSR1);
+        sleep_ms(20);
+    }
+    join_thread(thread);
+    ck_assert_int_eq(op.result, WEFT_ETIMEDOUT);
+    ck_assert(atomic_load(&op.returned_at) >= op.deadline);
+    ck_assert_int_eq(sigaction(SIGUSR1, &saved, NULL), 0);
+    close_pair(fds);
+}
+END_TEST
+
 /* Readiness is level-triggered and nothing is read: every waiter on one
  * fd sees it ready. */
 START_TEST(test_every_wait_on_one_fd_wakes_when_it_becomes_ready) {
@@ -1428,6 +1464,7 @@ static Suite *io_suite(void) {
     tcase_add_test(tc, test_fd_wait_until_with_a_negative_fd_is_einval);
     tcase_add_test(tc, test_fd_wait_until_with_no_events_is_einval);
     tcase_add_test(tc, test_every_wait_on_one_fd_wakes_when_it_becomes_ready);
+    tcase_add_test(tc, test_fd_wait_until_is_not_ended_by_signals);
 
     tc = new_case(suite, "wait_ctx");
     tcase_add_test(tc, test_fd_wait_ctx_returns_ecanceled_soon_after_a_cancel);
