@@ -7,6 +7,10 @@
 #include "alloc.h"
 #include "engine.h"
 
+/* park_polling's words, beside the case indexes and error codes it also
+ * returns: woken by an unpark; woken by events no source wants. */
+enum { WEFT__UNPARKED = -1000, WEFT__SPURIOUS = -1001 };
+
 static inline size_t case_at(const unsigned *order, size_t k) { return order ? order[k] : k; }
 
 static inline const weft__source *source_of(const weft_case *c, const weft__source_kinds kinds) {
@@ -94,12 +98,13 @@ static bool scratch_make(scratch *s, size_t n, weft__waiter *waiters, struct pol
 /* Sleep in poll until a claimer unparks us, the deadline, or an fd is
  * ready. Returns the index of the case poll found ready, after claiming
  * ourselves with it; WEFT_ETIMEDOUT after claiming ourselves for the
- * deadline; WEFT_ESYS likewise for a failure; or WEFT_EAGAIN when
- * another claimer won (its unpark may still be on its way: park for it). */
+ * deadline; WEFT_ESYS likewise for a failure; WEFT__UNPARKED when a
+ * claimer's unpark woke us; or WEFT_EAGAIN when another claimer won but
+ * its unpark may still be on its way (park for it). */
 static int park_polling(weft__parker *self, weft_case *cases, const scratch *s, size_t polled,
                         weft_time deadline, const weft__source_kinds kinds) {
     int result = weft__parker_park_polling(self, s->fds, polled, deadline);
-    if (result == 0) return WEFT_EAGAIN; /* unparked */
+    if (result == 0) return WEFT__UNPARKED; /* and consumed: do not park again */
     if (result > 0) {
         for (size_t k = 0; k < polled; k++) {
             size_t i = s->fd_case[k];
@@ -108,7 +113,7 @@ static int park_polling(weft__parker *self, weft_case *cases, const scratch *s, 
             return weft__parker_claim(self, (int)i) ? (int)i : WEFT_EAGAIN;
         }
         /* Only events the sources ignore: say so as a spurious wake-up. */
-        return weft__parker_claim(self, WEFT__CLAIM_SELF) ? WEFT__RETRY : WEFT_EAGAIN;
+        return weft__parker_claim(self, WEFT__CLAIM_SELF) ? WEFT__SPURIOUS : WEFT_EAGAIN;
     }
     return weft__parker_claim(self, WEFT__CLAIM_SELF) ? result : WEFT_EAGAIN;
 }
@@ -149,15 +154,18 @@ int weft__engine_wait(weft_case *cases, size_t n, const unsigned *order, weft_ti
         }
         if (!ready && polled > 0) {
             int woken = park_polling(self, cases, &s, polled, deadline, kinds);
-            if (woken != WEFT_EAGAIN) {
+            if (woken == WEFT__UNPARKED) {
+                /* The claimer's unpark is consumed: straight to its case. */
+            } else if (woken != WEFT_EAGAIN) {
                 /* We claimed ourselves: nobody completed a case. */
                 withdraw_all(cases, n, s.waiters, -1, kinds);
-                if (woken == WEFT__RETRY) continue;
+                if (woken == WEFT__SPURIOUS) continue;
                 chosen = woken;
                 if (chosen >= 0) cases[chosen].err = 0;
                 break;
             }
-            ready = true; /* another claimer won: its unpark is coming */
+            else
+                ready = true; /* another claimer won: its unpark is coming */
         } else if (!ready && weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
             if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
                 withdraw_all(cases, n, s.waiters, -1, kinds);
