@@ -346,7 +346,7 @@ static void print_spread(double *values, int n, const char *format) {
     snprintf(high, sizeof high, format, values[n - 1]);
     char all[96];
     snprintf(all, sizeof all, "%s (%s..%s)", cell, low, high);
-    printf(" %-27s", all);
+    printf(" %-31s", all);
 }
 
 enum { RATE, P50, P99, CPU, FIELDS };
@@ -361,7 +361,7 @@ static double field(const figures *f, int which) {
 static void report(int count, figures results[2][MAX_REPS], int servers, int reps) {
     static const char *const formats[FIELDS] = {"%.0f", "%.1f", "%.1f", "%.1f"};
     printf("\n%d connection%s, %d reps: median (min..max)\n", count, count == 1 ? "" : "s", reps);
-    printf("        %-27s %-27s %-27s %-27s\n", "requests/s", "p50 us", "p99 us",
+    printf("        %-31s %-31s %-31s %-31s\n", "requests/s", "p50 us", "p99 us",
            "server CPU us/request");
     for (int k = 0; k < servers; k++) {
         printf("  %-5s", server_name[k]);
