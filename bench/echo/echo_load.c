@@ -26,8 +26,10 @@
  * held; the server's VmRSS (/proc/PID/status) before and after gives the
  * memory per connection. The weft server needs a thread and two fds per
  * connection (its socket and the thread's eventfd), so the file limit is
- * raised (to the hard limit, and above it when root) and the weft server
- * runs with WEFT_MAX_THREADS above N (the default pool stops at 4096).
+ * raised (to the hard limit, and above it when root with CAP_SYS_RESOURCE;
+ * if it cannot be raised enough, N is cut to what fits, and said so) and
+ * the weft server runs with WEFT_MAX_THREADS above N (the default pool
+ * stops at 4096).
  *
  * Exit status: 0, or 1 when a server misbehaved (a wrong echo, a refused
  * connection, a summary that disagrees) or a limit could not be raised. */
@@ -44,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -125,6 +128,7 @@ static void start_server(server *s, const char *name, const char *path, int max_
     s->pid = fork();
     if (s->pid < 0) fail("fork: %s", strerror(errno));
     if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* should we die, the server goes too */
         dup2(pipe_fds[1], STDOUT_FILENO);
         setenv("WEFT_MAX_THREADS", threads, 1); /* the weft server's pool; Go ignores it */
         execl(path, path, "--max-connections", connections, "--idle-timeout-ms", "3600000", "0",
@@ -412,21 +416,19 @@ static void run_idle(const server *s, int count, size_t bytes) {
 
 /* ---- Setup -------------------------------------------------------------- */
 
-/* Raise RLIMIT_NOFILE to at least want (the children inherit it). */
-static void raise_file_limit(rlim_t want) {
+/* Raise RLIMIT_NOFILE (which the children inherit) towards want: to the
+ * hard limit, and past it when the process may (CAP_SYS_RESOURCE).
+ * Returns the soft limit now in force. */
+static rlim_t raise_file_limit(rlim_t want) {
     struct rlimit limit;
     getrlimit(RLIMIT_NOFILE, &limit);
-    if (limit.rlim_max < want) limit.rlim_max = want; /* root only */
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-        getrlimit(RLIMIT_NOFILE, &limit);
+    struct rlimit above = {want, want};
+    if (limit.rlim_max >= want || setrlimit(RLIMIT_NOFILE, &above) != 0) {
         limit.rlim_cur = limit.rlim_max;
         setrlimit(RLIMIT_NOFILE, &limit);
     }
     getrlimit(RLIMIT_NOFILE, &limit);
-    if (limit.rlim_cur < want)
-        fail("cannot raise the file limit to %lu (not root?); use a smaller --idle",
-             (unsigned long)want);
+    return limit.rlim_cur;
 }
 
 static void print_machine(void) {
@@ -501,9 +503,20 @@ int main(int argc, char **argv) {
     int most = opt.idle;
     for (int c = 0; c < opt.count_count; c++)
         if (opt.counts[c] > most) most = opt.counts[c];
-    /* Ours: a socket per connection; the weft server's: two per connection. */
-    raise_file_limit((rlim_t)most * 2 + 256);
+    /* Ours: a socket per connection; the weft server's: two per connection
+     * (the socket and its thread's eventfd), and a few of its own. */
+    rlim_t files = raise_file_limit((rlim_t)most * 2 + 256);
+    if (files < (rlim_t)most * 2 + 256) {
+        int fits = (int)((files - 256) / 2);
+        printf("file limit %lu (cannot raise it further): at most %d connections\n",
+               (unsigned long)files, fits);
+        for (int c = 0; c < opt.count_count; c++)
+            if (opt.counts[c] > fits) fail("%d connections do not fit", opt.counts[c]);
+        if (opt.idle > fits) opt.idle = fits;
+        most = fits;
+    }
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a long run shows its progress */
     print_machine();
     printf("%zu-byte lines, lockstep per connection; each rep at most %.1f s or %ld requests\n",
            opt.message_bytes, opt.seconds, opt.requests);
