@@ -10,7 +10,9 @@
 #                        scale-asan: the same under the sanitizers
 #   make valgrind        the unit tests under valgrind (CK_FORK=no; heavy loops
 #                        divided by WEFT_TEST_SCALE, default 10)
-#   make bench           build bench/weft-bench and run it
+#   make bench           build bench/weft-bench and run it, then bench/echo/echo_load: the
+#                        echo server under load, beside its Go twin when go is installed
+#                        (ECHO_LOAD_FLAGS=...: its options)
 #   make examples        build examples/*.c into build/release/examples/
 #   make install / uninstall   PREFIX=/usr/local DESTDIR= (BINDIR: weft-bench; headers,
 #                        libraries, weft.pc, the CMake package in CMAKEDIR, man pages in MANDIR)
@@ -92,7 +94,7 @@ TESTS        ?= $(sort $(wildcard test/test_*.c))
 BENCH_SRCS   := $(sort $(wildcard bench/*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 FORMAT_SRCS   = $(wildcard include/weft.h include/weft/*.h lib/*.[ch] test/*.[ch] \
-                  test/*/*.[ch] test/*/*.cpp bench/*.[ch] examples/*.[ch])
+                  test/*/*.[ch] test/*/*.cpp bench/*.[ch] bench/*/*.[ch] examples/*.[ch])
 
 MAN_PAGES   := $(sort $(wildcard man/man3/*.3))
 
@@ -105,6 +107,12 @@ BENCH       := bench/weft-bench
 # test/test_bench.c runs the bench binary: the test rules build it first.
 BENCH_FOR_TESTS := $(if $(filter test/test_bench.c,$(TESTS)),$(BENCH))
 EXAMPLES    := $(patsubst examples/%.c,build/release/examples/%,$(EXAMPLE_SRCS))
+# The echo benchmark (bench/echo/; its rules are with the benchmark's below).
+GO          ?= go
+ECHO_LOAD   := build/release/bench/echo/echo_load
+ECHO_GO     := build/release/bench/echo/echo_server_go
+HAVE_GO      = $(shell command -v $(GO) 2>/dev/null)
+ECHO_LOAD_FLAGS ?=
 
 # Check's flags, asked of pkg-config only when a test is compiled (after
 # scripts/need-check.sh has made sure it is there), then remembered.
@@ -261,19 +269,19 @@ define run-tests
 	echo "== $(1): all $$n test programs passed"
 endef
 
-test: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
+test: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
 	$(call run-tests,release,)
 
 # Build the test programs without running them.
 build-tests: $(release_TESTS)
 
-tsan: $(tsan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
+tsan: $(tsan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
 	$(call run-tests,tsan,$(tsan_RUN_WRAP))
 
-asan: $(asan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
+asan: $(asan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
 	$(call run-tests,asan,)
 
-valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS)
+valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
 	@command -v $(VALGRIND) >/dev/null || \
 	    { echo "weft: valgrind not found; install it: sudo apt-get install valgrind"; exit 1; }
 	@failed=""; \
@@ -391,12 +399,36 @@ build/release/examples/%: build/release/examples/%.o $(STATIC_LIB)
 	$(quiet) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -pthread -lm $(LDLIBS)
 
+# The echo benchmark (bench/echo/): a load generator of its own (no weft
+# in it, so it loads both servers alike) and the Go twin of
+# examples/echo_server, built only when go is installed (its cache under
+# build/, so nothing needs HOME). `make test` builds the load generator
+# (test/test_echo_load.c runs it for a moment); only `make bench` runs the
+# full benchmark.
+
+$(ECHO_LOAD): bench/echo/echo_load.c build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(ECHO_GO): bench/echo/echo_server.go
+	@mkdir -p $(@D)
+	$(quiet) GO $@
+	$(Q)GOCACHE=$(CURDIR)/build/go-cache $(GO) build -o $@ $<
+
+.PHONY: bench-echo
+bench-echo: $(ECHO_LOAD) build/release/examples/echo_server $(if $(HAVE_GO),$(ECHO_GO))
+	@[ -n "$(HAVE_GO)" ] || echo "weft: go not found (Debian: apt-get install golang-go); weft alone"
+	./$(ECHO_LOAD) --weft build/release/examples/echo_server \
+	    $(if $(HAVE_GO),--go $(ECHO_GO)) $(ECHO_LOAD_FLAGS)
+
 ifeq ($(wildcard bench/weft_bench.c),)
 bench:
 	@echo "weft: bench/weft_bench.c does not exist yet; nothing to run"; exit 1
 else
 bench: $(BENCH)
 	./$(BENCH)
+	$(MAKE) --no-print-directory bench-echo
 endif
 
 examples: $(EXAMPLES)

@@ -18,33 +18,45 @@
  * where a request is a complete line the server has read, and answered
  * counts the echoes it wrote in full.
  *
- * Waking blocked goroutines. A goroutine blocked in poll(2) cannot see a
- * context being canceled, so the root context has a file descriptor twin:
- * the stop pipe. Every poll in the server watches the stop pipe as well as
- * its socket, and the shutdown writes one byte to the pipe and never
- * reads it, so the pipe stays readable and wakes every poll, present and
- * future, at once. A connection's context says whether to go on; the pipe
- * only gets the goroutine out of poll to look at it. (A handler that
- * called weft itself, a channel or a lock, would pass that context on.)
+ * Waking blocked goroutines. Every blocking call takes a context:
+ * weft_accept_ctx, weft_read_ctx and weft_write_ctx (weft/io.h) return the
+ * context's error as soon as it ends, so canceling the root wakes the
+ * acceptor and every connection wherever it waits, with no file
+ * descriptor of our own to poll. The contexts form a tree:
+ *
+ *     root (canceled by the shutdown)
+ *       connection (canceled when its goroutine ends: Go's defer cancel())
+ *         idle (a deadline: idle timeout after the read began; one per read)
+ *
+ * A read waits on the idle context, so it ends with WEFT_ETIMEDOUT when the
+ * client stays quiet too long and with WEFT_ECANCELED when the server stops:
+ * one call, two reasons to give up, told apart by the error. A new idle
+ * context per read is what "renewed per message" means; it is Go's
+ *     ctx, cancel := context.WithTimeout(connCtx, idle); defer cancel()
+ * around each read, and costs an allocation and a timer insertion.
+ *
+ * Ready beats ended: a read or write that can proceed does, even on an
+ * ended context (weft/io.h). So a loop that only waited would keep
+ * serving a client that never pauses; each loop therefore asks its
+ * context first whether to go on, and the I/O calls' contexts only get
+ * goroutines out of their waits to look.
  *
  * The shutdown sequence. SIGINT and SIGTERM are blocked in every thread
  * (main blocks them before weft starts any), and main, which has nothing
  * else to do, waits for them with sigwait(2): no signal handler runs, so
  * the shutdown is ordinary code that may call anything. Then:
- *   1. cancel the root context and write the stop pipe: the acceptor stops
- *      waiting for a slot or a client and closes the listening socket
- *      (clients still in the backlog are refused); each connection
- *      finishes the lines it has read, answering every one, and closes;
+ *   1. cancel the root context: the acceptor stops waiting for a slot or a
+ *      client and closes the listening socket (clients still in the
+ *      backlog are refused); each connection finishes the lines it has
+ *      read, answering every one it can write at once, and closes;
  *   2. wait for the acceptor and the connections with a WaitGroup, giving
  *      up after the shutdown timeout (exit 1: something is stuck);
  *   3. wait for weft_goroutines() to read 0, so no goroutine is left;
  *   4. print the summary, free everything and exit 0. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,12 +65,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <weft.h>
+#include <weft/io.h>
 
 enum { LINE_MAX_BYTES = 4096 }; /* a longer line breaks the protocol: the connection is closed */
 
 typedef struct {
     int listener;           /* the listening socket; the acceptor closes it */
-    int stop_pipe[2];       /* readable once the server is stopping */
     weft_ctx *root;         /* canceled by the shutdown */
     weft_sem slots;         /* one unit per connection being served */
     weft_wg tasks;          /* the acceptor and every connection */
@@ -72,59 +84,20 @@ typedef struct {
     weft_ctx *ctx; /* owned: a child of server->root */
 } connection;
 
-enum { READY, TIMED_OUT, STOPPING };
-
-/* Wait until fd has one of events (fd < 0: nothing), deadline passes or
- * the server is stopping; stopping wins over the others. */
-static int wait_for(server *s, int fd, short events, weft_time deadline) {
-    struct pollfd fds[2] = {{fd, events, 0}, {s->stop_pipe[0], POLLIN, 0}};
-    for (;;) {
-        int timeout_ms = -1;
-        if (deadline != WEFT_FOREVER) {
-            weft_time left = deadline - weft_now();
-            /* Round up: a poll that returns before the deadline would spin. */
-            weft_time ms = left <= 0 ? 0 : left / WEFT_MS(1) + 1;
-            timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
-        }
-        int ready = poll(fds, 2, timeout_ms);
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready < 0) return STOPPING; /* cannot happen with valid fds; give up */
-        if (fds[1].revents) return STOPPING;
-        if (fds[0].revents) return READY;
-        if (weft_now() >= deadline) return TIMED_OUT;
-    }
-}
-
-/* Write all of data. Returns 0, or -1 when the client is gone, stops
- * reading for the idle timeout, or the server is stopping. */
-static int send_all(connection *conn, const char *data, size_t length) {
-    while (length > 0) {
-        ssize_t sent = send(conn->socket, data, length, MSG_NOSIGNAL);
-        if (sent > 0) {
-            data += sent;
-            length -= (size_t)sent;
-        } else if (sent < 0 && errno == EINTR) {
-            continue;
-        } else if (sent < 0 && errno == EAGAIN) {
-            weft_time deadline = weft_deadline(conn->server->idle_timeout);
-            if (wait_for(conn->server, conn->socket, POLLOUT, deadline) != READY) return -1;
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Echo each complete line at the front of buffer; return the number of
- * bytes consumed, or -1 when a reply could not be written. */
-static long answer_lines(connection *conn, const char *buffer, size_t length) {
+/* Echo each complete line at the front of buffer, writing under ctx;
+ * return the number of bytes consumed, or -1 when a reply could not be
+ * written whole (the client is gone, stopped reading for the idle
+ * timeout, or the server is stopping and the socket had no room). */
+static long answer_lines(connection *conn, const char *buffer, size_t length, weft_ctx *ctx) {
     server *s = conn->server;
     size_t done = 0;
     const char *newline;
     while ((newline = memchr(buffer + done, '\n', length - done)) != NULL) {
         size_t line_length = (size_t)(newline + 1 - (buffer + done));
         atomic_fetch_add(&s->received, 1);
-        if (send_all(conn, buffer + done, line_length) != 0) return -1;
+        /* All or a short count: short means ctx ended or the socket failed. */
+        ssize_t sent = weft_write_ctx(conn->socket, buffer + done, line_length, ctx);
+        if (sent != (ssize_t)line_length) return -1;
         atomic_fetch_add(&s->answered, 1);
         done += line_length;
     }
@@ -133,7 +106,7 @@ static long answer_lines(connection *conn, const char *buffer, size_t length) {
 
 /* A connection's goroutine: read, echo every complete line, repeat until
  * the client closes, stays idle too long, or the server stops. A line is
- * answered as soon as it is complete, before the next poll, so the server
+ * answered as soon as it is complete, before the next read, so the server
  * never stops holding a line it has read but not answered; a partial line
  * is not a request yet and is dropped. */
 static void serve(void *arg) {
@@ -141,17 +114,22 @@ static void serve(void *arg) {
     server *s = conn->server;
     char buffer[LINE_MAX_BYTES];
     size_t length = 0;
-    weft_time idle_deadline = weft_deadline(s->idle_timeout);
     while (weft_ctx_err(conn->ctx) == WEFT_OK) {
-        int waited = wait_for(s, conn->socket, POLLIN, idle_deadline);
-        if (waited == TIMED_OUT) atomic_fetch_add(&s->idle, 1);
-        if (waited != READY) break;
-        ssize_t got = recv(conn->socket, buffer + length, sizeof buffer - length, 0);
-        if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-        if (got <= 0) break; /* the client closed, or the connection broke */
-        idle_deadline = weft_deadline(s->idle_timeout);
-        length += (size_t)got;
-        long consumed = answer_lines(conn, buffer, length);
+        weft_ctx *idle = weft_ctx_with_timeout(conn->ctx, s->idle_timeout);
+        if (!idle) break; /* out of memory: drop this client rather than the server */
+        ssize_t got = weft_read_ctx(conn->socket, buffer + length, sizeof buffer - length, idle);
+        long consumed = -1;
+        if (got > 0) {
+            length += (size_t)got;
+            /* The reply's writes share the read's idle context: a client
+             * that stops reading its echoes is idle too. */
+            consumed = answer_lines(conn, buffer, length, idle);
+        }
+        weft_ctx_cancel(idle);
+        weft_ctx_release(idle);
+        /* The root has no deadline, so a timeout can only be idle's. */
+        if (got == WEFT_ETIMEDOUT) atomic_fetch_add(&s->idle, 1);
+        /* got: 0 the client closed; < 0 idle, stopping, or the connection broke. */
         if (consumed < 0) break;
         length -= (size_t)consumed;
         memmove(buffer, buffer + consumed, length);
@@ -185,26 +163,31 @@ static void start_connection(server *s, int socket) {
     weft_sem_release(&s->slots, 1);
 }
 
+/* Out of file descriptors or memory is not one client's fault: it lasts
+ * until connections end. Wait a while (or until the shutdown) and retry. */
+static bool out_of_resources(int error) {
+    return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
 /* The acceptor's goroutine: take a slot, wait for a client, start its
  * goroutine; until the root context ends. */
 static void accept_loop(void *arg) {
     server *s = arg;
-    while (weft_sem_acquire(&s->slots, 1, s->root) == WEFT_OK) {
-        int socket = -1;
-        while (socket < 0 && wait_for(s, s->listener, POLLIN, WEFT_FOREVER) == READY) {
-            socket = accept4(s->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (socket < 0 &&
-                (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
-                perror("echo_server: accept"); /* out of resources: wait for some to return */
-                wait_for(s, -1, 0, weft_deadline(WEFT_MS(100)));
-            }
-            /* Other errors (EAGAIN, ECONNABORTED, EINTR) concern one client: wait again. */
+    /* The explicit check: acquire and accept succeed on an ended context
+     * when a slot or a client is there at once. */
+    while (weft_ctx_err(s->root) == WEFT_OK && weft_sem_acquire(&s->slots, 1, s->root) == WEFT_OK) {
+        int socket = weft_accept_ctx(s->listener, NULL, NULL, s->root);
+        if (socket >= 0) {
+            start_connection(s, socket);
+            continue;
         }
-        if (socket < 0) { /* stopping */
-            weft_sem_release(&s->slots, 1);
-            break;
+        weft_sem_release(&s->slots, 1);
+        if (socket == WEFT_ESYS && out_of_resources(errno)) {
+            perror("echo_server: accept");
+            weft_chan_recv_until(weft_ctx_done(s->root), NULL, weft_deadline(WEFT_MS(100)));
         }
-        start_connection(s, socket);
+        /* Otherwise: stopping (the loop's check ends it), or one client's
+         * failure (weft_accept_ctx already skips aborted connections). */
     }
     close(s->listener); /* stop accepting: clients still in the backlog are refused */
 }
@@ -279,7 +262,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     s.root = weft_ctx_with_cancel(NULL);
-    if (pipe2(s.stop_pipe, O_CLOEXEC) != 0 || !s.root) {
+    if (!s.root) {
         perror("echo_server: start");
         return 1;
     }
@@ -296,10 +279,8 @@ int main(int argc, char **argv) {
     int signal_number;
     sigwait(&signals, &signal_number);
 
-    /* 1. Stop: the context for weft, the pipe for poll. */
+    /* 1. Stop: every goroutine's blocking call waits on a descendant of root. */
     weft_ctx_cancel(s.root);
-    char byte = 0;
-    while (write(s.stop_pipe[1], &byte, 1) < 0 && errno == EINTR) {}
     /* 2. Wait for the goroutines, within the shutdown timeout. */
     weft_ctx *grace = weft_ctx_with_timeout(NULL, WEFT_MS(shutdown_ms));
     if (!grace) {
@@ -323,8 +304,6 @@ int main(int argc, char **argv) {
     printf("accepted %ld connections, closed %ld (%ld idle), received %ld requests, answered %ld\n",
            atomic_load(&s.accepted), atomic_load(&s.closed), atomic_load(&s.idle),
            atomic_load(&s.received), atomic_load(&s.answered));
-    close(s.stop_pipe[0]);
-    close(s.stop_pipe[1]);
     weft_sem_destroy(&s.slots);
     weft_ctx_release(s.root);
     return 0;
