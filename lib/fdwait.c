@@ -24,14 +24,17 @@ int weft_fd_wait_ctx(int fd, int events, weft_ctx *ctx) {
     if (fd < 0 || !weft__fd_events_valid(events)) return WEFT_EINVAL;
     weft_fdwait wait = {fd, events, 0};
     weft_case cases[2] = {WEFT_FD_CASE(&wait), {NULL, WEFT_RECV, NULL, 0}};
-    /* Ready beats ended: an fd that is ready is served after a cancel. */
-    int chosen = weft_select(cases, 1, WEFT_NOWAIT);
-    if (chosen == 0) return outcome(&cases[0], &wait);
-    if (chosen != WEFT_EAGAIN) return chosen;
+    /* Ready beats ended: an fd that is ready is served after a cancel.
+     * Biased, the select below tries the fd before the done channel, so
+     * only an ended context needs a look at the fd of its own. */
     int error = weft_ctx_err(ctx);
-    if (error) return error;
+    if (error) {
+        int chosen = weft_select(cases, 1, WEFT_NOWAIT);
+        if (chosen == 0) return outcome(&cases[0], &wait);
+        return chosen == WEFT_EAGAIN ? error : chosen;
+    }
     cases[1].ch = weft_ctx_done(ctx);
-    chosen = weft_select_biased(cases, cases[1].ch ? 2 : 1, WEFT_FOREVER);
+    int chosen = weft_select_biased(cases, cases[1].ch ? 2 : 1, WEFT_FOREVER);
     if (chosen == 0) return outcome(&cases[0], &wait);
     if (chosen == 1) return weft_ctx_err(ctx);
     return chosen;

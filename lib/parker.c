@@ -81,6 +81,7 @@ static void renew(weft__parker *parker) {
      * either would wake the other's poll. The child makes its own. */
     if (parker->eventfd >= 0) close(parker->eventfd);
     parker->eventfd = -1;
+    parker->eventfd_written = false;
 }
 
 void weft__parker_recycle(weft__parker *parker) {
@@ -280,11 +281,19 @@ static struct timespec *remaining(weft_time deadline, struct timespec *left) {
     return left;
 }
 
+/* Take an unpark that found the parker POLLING: its write to the eventfd
+ * has come or is coming, so the next poll must drain first. */
+static bool consume_polled(weft__parker *parker) {
+    if (!consume(parker)) return false;
+    parker->eventfd_written = true;
+    return true;
+}
+
 /* Leave POLLING for EMPTY; false if an unpark came first (then consumed). */
 static bool stop_polling(weft__parker *parker) {
     int expected = POLLING;
     if (atomic_compare_exchange_strong(&parker->state, &expected, EMPTY)) return true;
-    (void)consume(parker);
+    (void)consume_polled(parker);
     return false;
 }
 
@@ -297,9 +306,13 @@ int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t n
         if (parker->eventfd < 0) return WEFT_ESYS;
     }
     fds[nfds] = (struct pollfd){.fd = parker->eventfd, .events = POLLIN};
-    /* Counts left by late unparkers of earlier waits. Drained before the
-     * state says POLLING: an unpark of this wait writes only after that. */
-    drain(parker->eventfd);
+    /* Counts left by unparkers of earlier waits, drained before the state
+     * says POLLING: an unpark of this wait writes only after that. A write
+     * that lands after this drain shows below as a stale count. */
+    if (parker->eventfd_written) {
+        drain(parker->eventfd);
+        parker->eventfd_written = false;
+    }
     int expected = EMPTY;
     if (!atomic_compare_exchange_strong(&parker->state, &expected, POLLING)) {
         (void)consume(parker);
@@ -308,7 +321,7 @@ int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t n
     for (;;) {
         struct timespec left;
         int ready = ppoll(fds, nfds + 1, remaining(deadline, &left), NULL);
-        if (consume(parker)) return 0;
+        if (consume_polled(parker)) return 0;
         if (ready < 0) {
             if (errno == EINTR) continue;
             int saved = errno;
