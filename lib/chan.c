@@ -626,9 +626,9 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
     weft__parker *self = weft__parker_self();
     if (!self) { /* no parker: the engine blocks by polling */
         weft_case only = {channel, dir, elem, 0};
-        int result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
-                                       dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv",
-                                       channel);
+        int result =
+            weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
+                              dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
         return result < 0 ? result : only.err;
     }
     weft__waitq *partners = dir == WEFT_SEND ? &channel->receivers : &channel->senders;

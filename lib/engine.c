@@ -154,9 +154,9 @@ int weft__engine_wait(weft_case *cases, size_t n, const unsigned *order, weft_ti
         }
         if (!ready && polled > 0) {
             int woken = park_polling(self, cases, &s, polled, deadline, kinds);
-            if (woken == WEFT__UNPARKED) {
-                /* The claimer's unpark is consumed: straight to its case. */
-            } else if (woken != WEFT_EAGAIN) {
+            if (woken == WEFT_EAGAIN) {
+                ready = true; /* another claimer won: its unpark is coming */
+            } else if (woken != WEFT__UNPARKED) {
                 /* We claimed ourselves: nobody completed a case. */
                 withdraw_all(cases, n, s.waiters, -1, kinds);
                 if (woken == WEFT__SPURIOUS) continue;
@@ -164,8 +164,7 @@ int weft__engine_wait(weft_case *cases, size_t n, const unsigned *order, weft_ti
                 if (chosen >= 0) cases[chosen].err = 0;
                 break;
             }
-            else
-                ready = true; /* another claimer won: its unpark is coming */
+            /* WEFT__UNPARKED: the unpark is consumed; on to the claimed case. */
         } else if (!ready && weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
             if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
                 withdraw_all(cases, n, s.waiters, -1, kinds);

@@ -180,8 +180,10 @@ __attribute__((noinline)) static void wake_polling(weft__parker *parker) {
 
 void weft__parker_unpark(weft__parker *parker) {
     int before = atomic_exchange(&parker->state, NOTIFIED);
-    if (before >= SLEEPING) wake(parker, before);
-    else if (before == POLLING) wake_polling(parker);
+    if (before >= SLEEPING)
+        wake(parker, before);
+    else if (before == POLLING)
+        wake_polling(parker);
 }
 
 static inline bool consume(weft__parker *parker) {

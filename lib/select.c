@@ -36,7 +36,7 @@ static uint32_t random_below(uint32_t bound) {
 static inline size_t case_at(const unsigned *order, size_t k) { return order ? order[k] : k; }
 
 static const weft__source_kinds kinds = {NULL, &weft__chan_source, &weft__chan_source,
-                                          &weft__fd_source};
+                                         &weft__fd_source};
 
 static int try_all(weft_case *cases, size_t n, const unsigned *order, const weft__parker *self) {
     return weft__engine_attempt_all(cases, n, order, self, kinds);
