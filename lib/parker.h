@@ -79,8 +79,9 @@ typedef struct weft__parker {
     struct weft__parker *sleeper_next, *sleeper_prev;
     bool goroutine;
     /* For waits in poll (weft__parker_park_polling): -1 until the first
-     * one makes it; the unparker writes to it. Closed when the parker is
-     * recycled and in a forked child, whose copy is the parent's. */
+     * one makes it; the unparker writes to it. It stays with the parker
+     * (a late write must never reach a reused fd number) and is closed
+     * only in a forked child, whose copy is the parent's. */
     int eventfd;
     /* Owner only: an unpark of a poll was consumed since the last drain,
      * so the eventfd may hold a count. Saves a read(2) per wait. */

@@ -949,6 +949,46 @@ START_TEST(test_blocked_select_wakes_when_its_fd_becomes_ready) {
 }
 END_TEST
 
+typedef struct {
+    weft_chan *chan;
+    int sent;
+} late_sender;
+
+static void *send_after_a_moment(void *arg) {
+    late_sender *sender = arg;
+    sleep_ms(2);
+    int value = 7;
+    sender->sent = weft_chan_send(sender->chan, &value);
+    return NULL;
+}
+
+/* A channel partner wakes a select that sleeps in poll through the
+ * thread's eventfd. Whatever count that leaves behind must not end the
+ * thread's next fd wait before its deadline. */
+START_TEST(test_a_poll_woken_by_a_channel_leaves_the_next_fd_wait_its_whole_deadline) {
+    int fds[2];
+    make_pipe(fds);
+    weft_chan *chan = make_int_chan(0);
+    for (long round = 0; round < scaled(20); round++) {
+        late_sender sender = {chan, -1};
+        pthread_t thread;
+        ck_assert_int_eq(pthread_create(&thread, NULL, send_after_a_moment, &sender), 0);
+        int received = -1;
+        weft_fdwait wait = {.fd = fds[0], .events = WEFT_FD_IN, .revents = 0};
+        weft_case cases[2] = {WEFT_RECV_CASE(chan, &received), WEFT_FD_CASE(&wait)};
+        ck_assert_int_eq(weft_select(cases, 2, weft_deadline(WEFT_SEC(30))), 0);
+        ck_assert_int_eq(received, 7);
+        ck_assert_int_eq(pthread_join(thread, NULL), 0);
+        ck_assert_int_eq(sender.sent, 0);
+        weft_time deadline = weft_deadline(WEFT_MS(5));
+        ck_assert_int_eq(weft_fd_wait_until(fds[0], WEFT_FD_IN, deadline), WEFT_ETIMEDOUT);
+        ck_assert(weft_now() >= deadline);
+    }
+    close_pair(fds);
+    weft_chan_release(chan);
+}
+END_TEST
+
 START_TEST(test_biased_select_takes_a_ready_fd_case_in_array_order) {
     int fds[2];
     make_pipe(fds);
@@ -1499,6 +1539,7 @@ static Suite *io_suite(void) {
     tcase_add_test(tc, test_select_with_nowait_and_no_ready_fd_is_eagain);
     tcase_add_test(tc, test_select_with_only_an_fd_case_times_out_never_early);
     tcase_add_test(tc, test_blocked_select_wakes_when_its_fd_becomes_ready);
+    tcase_add_test(tc, test_a_poll_woken_by_a_channel_leaves_the_next_fd_wait_its_whole_deadline);
     tcase_add_test(tc, test_biased_select_takes_a_ready_fd_case_in_array_order);
     tcase_add_test(tc, test_select_fd_case_on_a_hung_up_pipe_is_ready_with_err);
     tcase_add_test(tc, test_select_over_100_fd_cases_returns_the_ready_index);
