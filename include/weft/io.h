@@ -18,8 +18,9 @@
  * has passed or the context has ended.
  *
  * Cost: a thread that waits on an fd sleeps in poll(2) over its fds and
- * one eventfd of its own, created on its first such wait and kept for the
- * thread's life (one fd per thread that has ever waited on I/O). A wake-up
+ * one eventfd of its own, created on its first such wait and kept; when
+ * the thread exits, the next thread reuses it (so the count is one fd per
+ * thread that waits on I/O at the same time, at most). A wake-up
  * from another thread (a cancel, a channel partner in a select) writes that
  * eventfd. When it cannot be created the call returns WEFT_ESYS with errno
  * EMFILE (or ENFILE). A forked child gets a new one.
