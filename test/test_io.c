@@ -1558,6 +1558,8 @@ static Suite *io_suite(void) {
      * process; the child here starts goroutines. */
     tc = new_case(suite, "fork");
     tcase_add_test(tc, test_fork_child_waits_on_its_own_and_leaves_the_parent_undisturbed);
+#else
+    (void)test_fork_child_waits_on_its_own_and_leaves_the_parent_undisturbed;
 #endif
 
 #if WEFT_TEST_HAVE_BYTE_CALLS
