@@ -111,6 +111,7 @@ EXAMPLES    := $(patsubst examples/%.c,build/release/examples/%,$(EXAMPLE_SRCS))
 GO          ?= go
 ECHO_LOAD   := build/release/bench/echo/echo_load
 ECHO_GO     := build/release/bench/echo/echo_server_go
+ECHO_THREADS := build/release/bench/echo/echo_server_threads
 HAVE_GO      = $(shell command -v $(GO) 2>/dev/null)
 ECHO_LOAD_FLAGS ?=
 
@@ -269,19 +270,19 @@ define run-tests
 	echo "== $(1): all $$n test programs passed"
 endef
 
-test: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
+test: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD) $(ECHO_THREADS)
 	$(call run-tests,release,)
 
 # Build the test programs without running them.
 build-tests: $(release_TESTS)
 
-tsan: $(tsan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
+tsan: $(tsan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD) $(ECHO_THREADS)
 	$(call run-tests,tsan,$(tsan_RUN_WRAP))
 
-asan: $(asan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
+asan: $(asan_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD) $(ECHO_THREADS)
 	$(call run-tests,asan,)
 
-valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD)
+valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD) $(ECHO_THREADS)
 	@command -v $(VALGRIND) >/dev/null || \
 	    { echo "weft: valgrind not found; install it: sudo apt-get install valgrind"; exit 1; }
 	@failed=""; \
@@ -411,15 +412,20 @@ $(ECHO_LOAD): bench/echo/echo_load.c build/release/flags
 	$(quiet) CC $@
 	$(Q)$(CC) $(release_FLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
+$(ECHO_THREADS): bench/echo/echo_server_threads.c build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) $(LDFLAGS) -o $@ $< -pthread
+
 $(ECHO_GO): bench/echo/echo_server.go
 	@mkdir -p $(@D)
 	$(quiet) GO $@
 	$(Q)GOCACHE=$(CURDIR)/build/go-cache $(GO) build -o $@ $<
 
 .PHONY: bench-echo
-bench-echo: $(ECHO_LOAD) build/release/examples/echo_server $(if $(HAVE_GO),$(ECHO_GO))
+bench-echo: $(ECHO_LOAD) $(ECHO_THREADS) build/release/examples/echo_server $(if $(HAVE_GO),$(ECHO_GO))
 	@[ -n "$(HAVE_GO)" ] || echo "weft: go not found (Debian: apt-get install golang-go); weft alone"
-	./$(ECHO_LOAD) --weft build/release/examples/echo_server \
+	./$(ECHO_LOAD) --weft build/release/examples/echo_server --threads $(ECHO_THREADS) \
 	    $(if $(HAVE_GO),--go $(ECHO_GO)) $(ECHO_LOAD_FLAGS)
 
 ifeq ($(wildcard bench/weft_bench.c),)

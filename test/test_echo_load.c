@@ -1,8 +1,8 @@
 /* The echo benchmark's load generator (bench/echo/echo_load.c) run for a
- * moment against the release echo server, as `make bench` runs it for
- * long: it must finish, exit 0 (so every echo was right and the server's
- * summary agreed) and print its tables. A few hundred requests; nothing
- * here asserts on speed. The Go server is `make bench`'s business. */
+ * moment against the release echo server and the pthread reference server, as `make bench` runs it
+ * for long: it must finish, exit 0 (so every echo was right and the server's summary agreed) and
+ * print its tables. A few hundred requests; nothing here asserts on speed. The Go server is `make
+ * bench`'s business. */
 #include <fcntl.h>
 #include <sys/wait.h>
 
@@ -10,12 +10,13 @@
 
 /* Run echo_load with a small load and return what it printed. */
 static void run_load(char *output, size_t size, int *status) {
-    char load[PATH_MAX], server[PATH_MAX];
+    char load[PATH_MAX], server[PATH_MAX], threads[PATH_MAX];
     built_program_path("build/release/bench/echo/echo_load", load, sizeof load);
     built_program_path("build/release/examples/echo_server", server, sizeof server);
-    const char *argv[] = {load, "--weft",    server, "--connections", "1,10", "--reps",
-                          "1",  "--seconds", "0.5",  "--requests",    "300",  "--idle",
-                          "50", NULL};
+    built_program_path("build/release/bench/echo/echo_server_threads", threads, sizeof threads);
+    const char *argv[] = {load,   "--weft", server, "--threads", threads, "--connections",
+                          "1,10", "--reps", "1",    "--seconds", "0.5",   "--requests",
+                          "300",  "--idle", "50",   NULL};
     int pipe_fds[2];
     ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
     fflush(NULL);
@@ -50,6 +51,7 @@ START_TEST(test_short_load_run_checks_every_echo_and_reports) {
     ck_assert_ptr_nonnull(strstr(output, "\n10 connections, 1 reps"));
     ck_assert_ptr_nonnull(strstr(output, "50 idle: VmRSS"));
     ck_assert_ptr_nonnull(strstr(output, "weft server: accepted 61 connections, closed 61"));
+    ck_assert_ptr_nonnull(strstr(output, "thr  server: accepted 61 connections, closed 61"));
 }
 END_TEST
 

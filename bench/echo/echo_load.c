@@ -1,7 +1,10 @@
 /* echo_load — a real service under load: examples/echo_server (weft) beside
- * bench/echo/echo_server.go (Go), over loopback, in the same run.
+ * bench/echo/echo_server.go (Go), over loopback, in the same run; and, when
+ * given, bench/echo/echo_server_threads.c (a pthread per connection in a
+ * blocking read: the floor of any 1:1 design).
  *
- *     echo_load --weft PATH [--go PATH] [--connections 1,100,1000] [--reps 5]
+ *     echo_load --weft PATH [--go PATH] [--threads PATH]
+ *               [--connections 1,100,1000] [--reps 5]
  *               [--seconds S] [--requests N] [--message-bytes B] [--idle N]
  *
  * Busy connections. For each connection count, N keep-alive connections
@@ -9,15 +12,15 @@
  * send the next: a closed loop, so requests/s and latency are what one
  * client per connection would see. A repetition runs until --requests
  * echoes or --seconds have passed, whichever first, then lets the requests
- * in flight finish. The two servers alternate repetition by repetition
- * (weft first in even ones, Go first in odd ones), so a drift of the
- * machine touches both. Each repetition reports requests/s, the 50th and
+ * in flight finish. The servers take turns repetition by repetition
+ * (weft first in the first, Go in the second, ...), so a drift of the
+ * machine touches all. Each repetition reports requests/s, the 50th and
  * 99th percentile round trip, and the server's CPU time (utime + stime
  * from /proc/PID/stat, in clock ticks) per request; the table gives the
- * median over repetitions with the range, and the ratio weft/Go is the
- * median of the ratios of the paired repetitions.
+ * median over repetitions with the range, and the ratios to Go (weft/Go,
+ * threads/Go) are the medians of the ratios of the paired repetitions.
  *
- * The load is one thread on epoll, the same for both servers. On a
+ * The load is one thread on epoll, the same for every server. On a
  * machine with two CPUs it takes about one of them, so the figures are
  * those of a server that has one CPU to itself and shares the other.
  *
@@ -54,10 +57,11 @@
 #include <unistd.h>
 
 enum { MAX_COUNTS = 8, MAX_REPS = 64, WAIT_SECONDS = 30, IDLE_BATCH = 250 };
+enum { WEFT, GO, THREADS, SERVERS };
 
 typedef struct {
-    const char *server_path[2]; /* [0] weft, [1] Go (NULL: not run) */
-    int counts[MAX_COUNTS];     /* connection counts */
+    const char *server_path[SERVERS]; /* [WEFT], [GO], [THREADS] (NULL: not run) */
+    int counts[MAX_COUNTS];           /* connection counts */
     int count_count;
     int reps;
     double seconds;       /* per repetition, at most */
@@ -66,7 +70,7 @@ typedef struct {
     int idle;             /* idle connections to hold; 0: none */
 } options;
 
-static const char *const server_name[2] = {"weft", "go"};
+static const char *const server_name[SERVERS] = {"weft", "go", "thr"};
 
 /* Print "echo_load: ..." and exit 1. */
 __attribute__((format(printf, 1, 2))) static _Noreturn void fail(const char *format, ...) {
@@ -362,12 +366,13 @@ static double field(const figures *f, int which) {
                           : f->server_cpu_us;
 }
 
-static void report(int count, figures results[2][MAX_REPS], int servers, int reps) {
+static void report(int count, figures results[SERVERS][MAX_REPS], const bool *runs, int reps) {
     static const char *const formats[FIELDS] = {"%.0f", "%.1f", "%.1f", "%.1f"};
     printf("\n%d connection%s, %d reps: median (min..max)\n", count, count == 1 ? "" : "s", reps);
     printf("        %-31s %-31s %-31s %-31s\n", "requests/s", "p50 us", "p99 us",
            "server CPU us/request");
-    for (int k = 0; k < servers; k++) {
+    for (int k = 0; k < SERVERS; k++) {
+        if (!runs[k]) continue;
         printf("  %-5s", server_name[k]);
         for (int which = 0; which < FIELDS; which++) {
             double values[MAX_REPS];
@@ -376,15 +381,19 @@ static void report(int count, figures results[2][MAX_REPS], int servers, int rep
         }
         printf("\n");
     }
-    if (servers < 2) return;
-    printf("  %-5s", "w/go");
-    for (int which = 0; which < FIELDS; which++) {
-        double values[MAX_REPS];
-        for (int r = 0; r < reps; r++)
-            values[r] = field(&results[0][r], which) / field(&results[1][r], which);
-        print_spread(values, reps, "%.2f");
+    if (!runs[GO]) return;
+    static const char *const ratio_name[SERVERS] = {"w/go", "", "thr/go"};
+    for (int k = 0; k < SERVERS; k++) {
+        if (!runs[k] || k == GO) continue;
+        printf("  %-5s", ratio_name[k]);
+        for (int which = 0; which < FIELDS; which++) {
+            double values[MAX_REPS];
+            for (int r = 0; r < reps; r++)
+                values[r] = field(&results[k][r], which) / field(&results[GO][r], which);
+            print_spread(values, reps, "%.2f");
+        }
+        printf("\n");
     }
-    printf("\n");
 }
 
 /* ---- Idle connections --------------------------------------------------- */
@@ -446,8 +455,9 @@ static void print_machine(void) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: echo_load --weft PATH [--go PATH] [--connections 1,100,1000] "
-                    "[--reps N] [--seconds S] [--requests N] [--message-bytes B] [--idle N]\n");
+    fprintf(stderr, "usage: echo_load --weft PATH [--go PATH] [--threads PATH] "
+                    "[--connections 1,100,1000] [--reps N] [--seconds S] [--requests N] "
+                    "[--message-bytes B] [--idle N]\n");
     return 2;
 }
 
@@ -463,9 +473,11 @@ static bool parse_options(int argc, char **argv, options *opt) {
         const char *name = argv[i], *value = argv[i + 1];
         char *end;
         if (strcmp(name, "--weft") == 0) {
-            opt->server_path[0] = value;
+            opt->server_path[WEFT] = value;
         } else if (strcmp(name, "--go") == 0) {
-            opt->server_path[1] = value;
+            opt->server_path[GO] = value;
+        } else if (strcmp(name, "--threads") == 0) {
+            opt->server_path[THREADS] = value;
         } else if (strcmp(name, "--connections") == 0) {
             opt->count_count = 0;
             for (const char *p = value; *p && opt->count_count < MAX_COUNTS;
@@ -493,13 +505,16 @@ static bool parse_options(int argc, char **argv, options *opt) {
             return false;
         }
     }
-    return argc % 2 == 1 && opt->server_path[0] && opt->count_count > 0;
+    return argc % 2 == 1 && opt->server_path[WEFT] && opt->count_count > 0;
 }
 
 int main(int argc, char **argv) {
     options opt;
     if (!parse_options(argc, argv, &opt)) return usage();
-    int servers = opt.server_path[1] ? 2 : 1;
+    bool runs[SERVERS];
+    int order[SERVERS], servers = 0; /* the servers that run, in turn order */
+    for (int k = 0; k < SERVERS; k++)
+        if ((runs[k] = opt.server_path[k] != NULL)) order[servers++] = k;
     int most = opt.idle;
     for (int c = 0; c < opt.count_count; c++)
         if (opt.counts[c] > most) most = opt.counts[c];
@@ -521,23 +536,24 @@ int main(int argc, char **argv) {
     printf("%zu-byte lines, lockstep per connection; each rep at most %.1f s or %ld requests\n",
            opt.message_bytes, opt.seconds, opt.requests);
 
-    server running[2];
-    for (int k = 0; k < servers; k++)
-        start_server(&running[k], server_name[k], opt.server_path[k], most + 16);
-    static figures results[2][MAX_REPS];
+    server running[SERVERS];
+    for (int i = 0; i < servers; i++)
+        start_server(&running[order[i]], server_name[order[i]], opt.server_path[order[i]],
+                     most + 16);
+    static figures results[SERVERS][MAX_REPS];
     for (int c = 0; c < opt.count_count; c++) {
         for (int r = 0; r < opt.reps; r++)
             for (int turn = 0; turn < servers; turn++) {
-                int k = servers == 2 && r % 2 ? 1 - turn : turn; /* alternate who goes first */
+                int k = order[(turn + r) % servers]; /* who goes first rotates */
                 results[k][r] = run_busy(&running[k], opt.counts[c], &opt);
             }
-        report(opt.counts[c], results, servers, opt.reps);
+        report(opt.counts[c], results, runs, opt.reps);
     }
     if (opt.idle > 0) {
         printf("\nidle connections (each echoed one line, then held)\n");
-        for (int k = 0; k < servers; k++) run_idle(&running[k], opt.idle, opt.message_bytes);
+        for (int i = 0; i < servers; i++) run_idle(&running[order[i]], opt.idle, opt.message_bytes);
     }
     printf("\n");
-    for (int k = 0; k < servers; k++) stop_server(&running[k]);
+    for (int i = 0; i < servers; i++) stop_server(&running[order[i]]);
     return 0;
 }
