@@ -88,16 +88,16 @@ static int try_all_at_once(weft_case *cases, size_t n, const unsigned *order, ui
 /* 0 for a case select can take, else WEFT_EINVAL: a direction it does
  * not know, a send of nothing on a channel of values, an fd case without
  * its weft_fdwait, with a negative fd, or asking for no event. */
-static int check_case(const weft_case *c) {
-    if (c->dir == WEFT_FD) {
-        const weft_fdwait *wait = c->elem;
-        if (c->ch || !wait || wait->fd < 0 || !weft__fd_events_valid(wait->events))
-            return WEFT_EINVAL;
-        return 0;
-    }
-    if (c->dir != WEFT_SEND && c->dir != WEFT_RECV) return WEFT_EINVAL;
-    if (c->ch && c->dir == WEFT_SEND && !c->elem && weft_chan_elem_size(c->ch) > 0)
-        return WEFT_EINVAL;
+/* Inlined, channel directions first: it runs on every case of every
+ * select, and the out-of-line version cost a tenth of select_both's
+ * instructions. */
+static inline __attribute__((always_inline)) int check_case(const weft_case *c) {
+    if (c->dir == WEFT_RECV) return 0;
+    if (c->dir == WEFT_SEND)
+        return c->ch && !c->elem && weft_chan_elem_size(c->ch) > 0 ? WEFT_EINVAL : 0;
+    if (c->dir != WEFT_FD) return WEFT_EINVAL;
+    const weft_fdwait *wait = c->elem;
+    if (c->ch || !wait || wait->fd < 0 || !weft__fd_events_valid(wait->events)) return WEFT_EINVAL;
     return 0;
 }
 
