@@ -87,10 +87,9 @@ static int try_all_at_once(weft_case *cases, size_t n, const unsigned *order, ui
 
 /* 0 for a case select can take, else WEFT_EINVAL: a direction it does
  * not know, a send of nothing on a channel of values, an fd case without
- * its weft_fdwait, with a negative fd, or asking for no event. */
-/* Inlined, channel directions first: it runs on every case of every
- * select, and the out-of-line version cost a tenth of select_both's
- * instructions. */
+ * its weft_fdwait, with a negative fd, or asking for no event. Inlined,
+ * channel directions first: it runs on every case of every select, and
+ * out of line it cost a tenth of select_both's instructions. */
 static inline __attribute__((always_inline)) int check_case(const weft_case *c) {
     if (c->dir == WEFT_RECV) return 0;
     if (c->dir == WEFT_SEND)

@@ -1,8 +1,9 @@
 /* The echo benchmark's load generator (bench/echo/echo_load.c) run for a
- * moment against the release echo server and the pthread reference server, as `make bench` runs it
- * for long: it must finish, exit 0 (so every echo was right and the server's summary agreed) and
- * print its tables. A few hundred requests; nothing here asserts on speed. The Go server is `make
- * bench`'s business. */
+ * moment against the release echo server and the pthread reference
+ * server, as `make bench` runs it for long: it must finish, exit 0 (so
+ * every echo was right and each server's summary agreed) and print its
+ * tables. A few hundred requests; nothing here asserts on speed. The Go
+ * server is `make bench`'s business. */
 #include <fcntl.h>
 #include <sys/wait.h>
 

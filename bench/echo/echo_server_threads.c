@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +36,10 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t all_closed = PTHREAD_COND_INITIALIZER;
 static int *open_fds;
 static int open_capacity, open_count;
-static bool stopping;
 
 static bool remember(int fd) {
     pthread_mutex_lock(&open_lock);
-    bool room = !stopping && open_count < open_capacity;
+    bool room = open_count < open_capacity;
     if (room) open_fds[open_count++] = fd;
     pthread_mutex_unlock(&open_lock);
     return room;
@@ -181,8 +181,7 @@ int main(int argc, char **argv) {
 
     shutdown(listener, SHUT_RDWR);
     pthread_join(acceptor, NULL);
-    pthread_mutex_lock(&open_lock);
-    stopping = true;
+    pthread_mutex_lock(&open_lock); /* the acceptor is gone: no fd joins the list now */
     for (int i = 0; i < open_count; i++) shutdown(open_fds[i], SHUT_RDWR);
     while (open_count > 0) pthread_cond_wait(&all_closed, &open_lock);
     pthread_mutex_unlock(&open_lock);
