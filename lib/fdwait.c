@@ -2,7 +2,10 @@
  * with the context's done channel as a second, lower-priority case. */
 #include <unistd.h>
 
+#include "chan_internal.h"
+#include "engine.h"
 #include "fd_source.h"
+#include "fdwait.h"
 #include "weft/ctx.h"
 #include "weft/io.h"
 #include "weft/select.h"
@@ -38,6 +41,36 @@ int weft_fd_wait_ctx(int fd, int events, weft_ctx *ctx) {
     if (chosen == 0) return outcome(&cases[0], &wait);
     if (chosen == 1) return weft_ctx_err(ctx);
     return chosen;
+}
+
+/* The sources of an fd wait: the fd, and a context's done channel. */
+static const weft__source_kinds kinds = {NULL, &weft__chan_source, &weft__chan_source,
+                                         &weft__fd_source};
+
+/* The engine's wait over cases (the fd first, the done channel second),
+ * without select's first attempt: the caller has just found the fd not
+ * ready, and the engine's enlist sees a done channel closed since. */
+static int wait_unready(weft_case *cases, size_t n, const weft_fdwait *wait, weft_time deadline) {
+    int chosen = weft__engine_wait(cases, n, NULL, deadline, kinds, "weft_fd_wait", wait);
+    return chosen == 0 ? outcome(&cases[0], wait) : chosen;
+}
+
+int weft__fd_wait_unready_until(int fd, int events, weft_time deadline) {
+    /* A deadline passed is "try once": the public form's one poll. */
+    if (deadline != WEFT_FOREVER && (deadline <= 0 || weft_now() >= deadline))
+        return weft_fd_wait_until(fd, events, deadline);
+    weft_fdwait wait = {fd, events, 0};
+    weft_case only = WEFT_FD_CASE(&wait);
+    return wait_unready(&only, 1, &wait, deadline);
+}
+
+int weft__fd_wait_unready_ctx(int fd, int events, weft_ctx *ctx) {
+    weft_chan *done = weft_ctx_done(ctx);
+    if (weft_ctx_err(ctx)) return weft_fd_wait_ctx(fd, events, ctx); /* ready beats ended */
+    weft_fdwait wait = {fd, events, 0};
+    weft_case cases[2] = {WEFT_FD_CASE(&wait), {done, WEFT_RECV, NULL, 0}};
+    int chosen = wait_unready(cases, done ? 2 : 1, &wait, WEFT_FOREVER);
+    return chosen == 1 ? weft_ctx_err(ctx) : chosen;
 }
 
 int weft_fd_close(int fd) {

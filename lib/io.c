@@ -3,7 +3,7 @@
  *
  * Shape. Every call is "try, and wait only when it would block": the
  * system call runs first, and only EAGAIN sends us to a readiness wait
- * (weft_fd_wait_until or weft_fd_wait_ctx, lib/fdwait.c), after which we
+ * (the forms of weft_fd_wait_until and _ctx in lib/fdwait.h), after which we
  * try again. Trying first is what makes ready beat ended: data already
  * there is returned even when the deadline has passed or the context has
  * ended, because the wait, which is where those are checked, is never
@@ -46,8 +46,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "weft/io.h"
+#include "fdwait.h"
 #include "panic.h"
+#include "weft/io.h"
 
 /* How a call waits: until a deadline, or until a context ends. */
 typedef struct {
@@ -61,11 +62,12 @@ static waiter until(weft_time deadline) { return (waiter){.deadline = deadline};
 
 static waiter with_ctx(weft_ctx *ctx) { return (waiter){.ctx = ctx, .use_ctx = true}; }
 
-/* Wait for events on fd: > 0 to try again, or the negative code that
+/* Wait for events on fd, which a call has just found not ready (so the
+ * wait need not poll before it sleeps, fdwait.h): > 0 to try again, or the negative code that
  * ends the call (WEFT_EAGAIN only if this call has not waited before). */
 static int wait_ready(int fd, int events, waiter *how) {
-    int ready = how->use_ctx ? weft_fd_wait_ctx(fd, events, how->ctx)
-                             : weft_fd_wait_until(fd, events, how->deadline);
+    int ready = how->use_ctx ? weft__fd_wait_unready_ctx(fd, events, how->ctx)
+                             : weft__fd_wait_unready_until(fd, events, how->deadline);
     if (ready == WEFT_EAGAIN && how->waited) return WEFT_ETIMEDOUT;
     if (ready > 0) how->waited = true;
     return ready;
