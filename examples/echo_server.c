@@ -293,7 +293,7 @@ int main(int argc, char **argv) {
     }
     /* 3. A goroutine calls weft_wg_done just before it returns: wait until
      * it has returned too. weft has no call that blocks for this; poll. */
-    while (weft_goroutines() > 0 && weft_ctx_err(grace) == WEFT_OK) usleep(1000);
+    while (weft_goroutines() > 0 && weft_ctx_err(grace) == WEFT_OK) weft_sleep(WEFT_MS(1));
     int left = weft_goroutines();
     weft_ctx_release(grace);
     if (left > 0) {

@@ -31,11 +31,9 @@
  * the workers counted, 800 requests and 80 errors. How many flushes that
  * takes, and how big each is, depends on timing. The optional argument is
  * the ticker's period in milliseconds (default 100). */
-#define _POSIX_C_SOURCE 200809L /* nanosleep, when built with -std=c11 */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <weft.h>
 
 enum { WORKERS = 4, REQUESTS = 200 };
@@ -59,7 +57,6 @@ typedef struct {
 
 static void worker(void *arg) {
     worker_args *args = arg;
-    struct timespec millisecond = {0, 1000000};
     for (int i = 0; i < REQUESTS; i++) {
         int failed = i % 10 == 9; /* one in ten */
         weft_mutex_lock(&args->counts->lock);
@@ -68,7 +65,7 @@ static void worker(void *arg) {
         weft_mutex_unlock(&args->counts->lock);
         args->requests++;
         args->errors += failed;
-        nanosleep(&millisecond, NULL); /* the next request comes a little later */
+        weft_sleep(WEFT_MS(1)); /* the next request comes a little later */
     }
 }
 

@@ -33,10 +33,8 @@
  * runtime.NumGoroutine. It prints the squares of 1..10, sorted (the
  * squarers finish in any order) with their sum, then takes 3 squares of
  * 1..1000 and cancels; "goroutines running: 0" after each run. */
-#define _POSIX_C_SOURCE 200809L /* nanosleep, when built with -std=c11 */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <weft.h>
 
 enum { SQUARERS = 3, ROOM = 16 }; /* ROOM: more squares than the full run makes */
@@ -100,8 +98,7 @@ static weft_chan *make_chan(void) {
  * returns, so the count may lag the last close by a moment. */
 static int goroutines_left(void) {
     weft_time give_up = weft_now() + WEFT_SEC(10);
-    struct timespec millisecond = {0, 1000000};
-    while (weft_goroutines() > 0 && weft_now() < give_up) nanosleep(&millisecond, NULL);
+    while (weft_goroutines() > 0 && weft_now() < give_up) weft_sleep(WEFT_MS(1));
     return weft_goroutines();
 }
 

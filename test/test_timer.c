@@ -1,5 +1,5 @@
-/* Timer tests: the internal timer thread (lib/timer.h), weft_after and
- * weft_ticker (include/weft/time.h).
+/* Timer tests: the internal timer thread (lib/timer.h), weft_after,
+ * weft_ticker and weft_sleep/weft_sleep_ctx (include/weft/time.h).
  *
  * Fire callbacks run on the timer thread, so they never call ck_assert:
  * they record what they saw in atomics or under a mutex, and report
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "weft/chan.h"
+#include "weft/ctx.h"
 #include "weft/error.h"
 #include "weft/time.h"
 
@@ -909,6 +910,86 @@ START_TEST(test_ticker_allocation_failure_is_enomem) {
 }
 END_TEST
 
+/* ---- weft_sleep and weft_sleep_ctx ------------------------------------- */
+
+START_TEST(test_sleep_is_never_early) {
+    weft_time durations[] = {-WEFT_MS(1), 0, 1, WEFT_US(10), WEFT_US(500), WEFT_MS(2), WEFT_MS(15)};
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        weft_time start = weft_now();
+        weft_sleep(durations[i]);
+        weft_time elapsed = weft_now() - start;
+        ck_assert_msg(elapsed >= durations[i], "slept %lld ns of %lld", (long long)elapsed,
+                      (long long)durations[i]);
+        ck_assert_int_lt(elapsed, durations[i] + WEFT_SEC(1));
+    }
+}
+END_TEST
+
+START_TEST(test_sleep_ctx_returns_zero_after_the_duration) {
+    weft_ctx *ctx = weft_ctx_with_cancel(NULL);
+    ck_assert_ptr_nonnull(ctx);
+    weft_ctx *contexts[] = {NULL, weft_ctx_background(), ctx};
+    weft_time durations[] = {0, WEFT_US(100), WEFT_MS(5)};
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < 3; i++) {
+            weft_time start = weft_now();
+            ck_assert_int_eq(weft_sleep_ctx(durations[i], contexts[c]), 0);
+            ck_assert_int_ge(weft_now() - start, durations[i]);
+        }
+    }
+    weft_ctx_cancel(ctx);
+    weft_ctx_release(ctx);
+}
+END_TEST
+
+static void *cancel_after_20ms(void *arg) {
+    sleep_ms(20);
+    weft_ctx_cancel(arg);
+    return NULL;
+}
+
+START_TEST(test_sleep_ctx_returns_the_error_when_cancelled_early) {
+    weft_ctx *ctx = weft_ctx_with_cancel(NULL);
+    ck_assert_ptr_nonnull(ctx);
+    pthread_t thread;
+    start_thread(&thread, cancel_after_20ms, ctx);
+    weft_time start = weft_now();
+    ck_assert_int_eq(weft_sleep_ctx(WEFT_SEC(10), ctx), WEFT_ECANCELED);
+    ck_assert_int_lt(weft_now() - start, WEFT_SEC(1));
+    join_thread(thread);
+    weft_ctx_release(ctx);
+}
+END_TEST
+
+START_TEST(test_sleep_ctx_on_an_ended_context_returns_at_once) {
+    weft_ctx *canceled = weft_ctx_with_cancel(NULL);
+    ck_assert_ptr_nonnull(canceled);
+    weft_ctx_cancel(canceled);
+    weft_ctx *expired = weft_ctx_with_deadline(NULL, 0);
+    ck_assert_ptr_nonnull(expired);
+    weft_time start = weft_now();
+    ck_assert_int_eq(weft_sleep_ctx(WEFT_SEC(10), canceled), WEFT_ECANCELED);
+    ck_assert_int_eq(weft_sleep_ctx(0, canceled), WEFT_ECANCELED);
+    ck_assert_int_eq(weft_sleep_ctx(WEFT_SEC(10), expired), WEFT_ETIMEDOUT);
+    ck_assert_int_lt(weft_now() - start, WEFT_SEC(1));
+    weft_ctx_release(canceled);
+    weft_ctx_release(expired);
+}
+END_TEST
+
+START_TEST(test_sleep_ctx_deadline_context_gives_its_error) {
+    weft_time start = weft_now();
+    weft_ctx *ctx = weft_ctx_with_timeout(NULL, WEFT_MS(20));
+    ck_assert_ptr_nonnull(ctx);
+    ck_assert_int_eq(weft_sleep_ctx(WEFT_SEC(10), ctx), WEFT_ETIMEDOUT);
+    weft_time elapsed = weft_now() - start;
+    ck_assert_int_ge(elapsed, WEFT_MS(20));
+    ck_assert_int_lt(elapsed, WEFT_SEC(1));
+    weft_ctx_release(ctx);
+    await_no_pending_timer();
+}
+END_TEST
+
 /* ---- the suite --------------------------------------------------------- */
 
 static Suite *timer_suite(void) {
@@ -960,6 +1041,13 @@ static Suite *timer_suite(void) {
     tcase_add_test(tc, test_ticker_reset_with_nonpositive_period_aborts);
     tcase_add_test(tc, test_ticker_reset_of_null_aborts);
     tcase_add_test(tc, test_ticker_allocation_failure_is_enomem);
+
+    tc = new_case(suite, "sleep");
+    tcase_add_test(tc, test_sleep_is_never_early);
+    tcase_add_test(tc, test_sleep_ctx_returns_zero_after_the_duration);
+    tcase_add_test(tc, test_sleep_ctx_returns_the_error_when_cancelled_early);
+    tcase_add_test(tc, test_sleep_ctx_on_an_ended_context_returns_at_once);
+    tcase_add_test(tc, test_sleep_ctx_deadline_context_gives_its_error);
     return suite;
 }
 

@@ -24,6 +24,7 @@ typedef int64_t weft_time;
 /* clang-format on */
 
 struct weft_chan;
+struct weft_ctx;
 
 /* The current CLOCK_MONOTONIC time in nanoseconds. Never blocks. */
 weft_time weft_now(void);
@@ -31,6 +32,17 @@ weft_time weft_now(void);
 /* now + timeout, saturating at WEFT_FOREVER; a timeout <= 0 gives now
  * (a deadline that has passed: "try once"). WEFT_FOREVER stays WEFT_FOREVER. */
 weft_time weft_deadline(weft_time timeout);
+
+/* Block the calling thread for d nanoseconds, as Go's time.Sleep: returns
+ * no sooner than d after the call (by weft_now), riding out signals. A
+ * d <= 0 returns at once. */
+void weft_sleep(weft_time d);
+
+/* As weft_sleep, until ctx ends at the latest (NULL: never). Returns 0
+ * once d has passed, or ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT) as
+ * soon as ctx ends; at once, without blocking, if ctx has already ended.
+ * A ctx that can never end (background) just sleeps. */
+int weft_sleep_ctx(weft_time d, struct weft_ctx *ctx);
 
 /* ---- Timers ------------------------------------------------------------
  * One timer thread, started on first use, keeps a heap of pending
