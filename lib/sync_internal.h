@@ -1,5 +1,5 @@
 /* Helpers shared by the sync primitives (waitgroup.c, mutex.c, rwmutex.c,
- * once.c, semaphore.c).
+ * once.c, semaphore.c, cond.c).
  *
  * Every primitive blocks the same way: under its internal lock it checks
  * that it must wait, arms the thread's parker, queues a waiter (on its
@@ -212,11 +212,13 @@ static inline void weft__sync_unpark_list(weft__waiter *list) {
 
 /* Test hooks: whether a thread is queued on m (parked or about to park);
  * whether a reader is queued on rwmutex m; how many readers hold it; how
- * many requests are queued on semaphore s. */
+ * many requests are queued on semaphore s; how many waiters on cond c are
+ * queued and not yet claimed. */
 bool weft__mutex_has_waiters(weft_mutex *m);
 bool weft__rwmutex_readers_queued(weft_rwmutex *m);
 uint32_t weft__rwmutex_readers(weft_rwmutex *m);
 int weft__sem_queued(weft_sem *s);
+int weft__cond_waiters(weft_cond *c);
 
 /* Without a parker (its one-time allocation failed) a blocking call
  * still works: it retries while yielding the CPU. */

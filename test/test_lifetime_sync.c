@@ -1,7 +1,8 @@
 /* Check suite for the lifetime rule of the sync primitives (DESIGN.md,
  * "Lifetimes: free what you have seen finish"): once a thread has seen
- * another thread's done, unlock, release or once_do finish, it may free
- * the object at once, while the other thread's call is still returning.
+ * another thread's done, unlock, release or once_do finish, or was woken
+ * by its cond signal, it may free the object at once, while the other
+ * thread's call is still returning.
  *
  * Each test repeats one pattern thousands of times and frees at the
  * earliest legal moment: heap objects are freed right after the
@@ -308,6 +309,43 @@ START_TEST(test_sem_destroyed_and_freed_after_acquire_observes_release) {
 }
 END_TEST
 
+/* ==== Cond ============================================================== */
+
+typedef struct {
+    weft_mutex mutex;
+    weft_cond cond;
+} cond_pair;
+
+/* Signal once the waiter is queued; no reference to pair after that. */
+static void cond_signaller(void *arg) {
+    weft_cond *cond = &((cond_pair *)arg)->cond;
+    for (int spins = 0; weft__cond_waiters(cond) == 0; spins++)
+        if (spins % 64 == 63) sched_yield();
+    weft_cond_signal(cond);
+}
+
+/* Rounds of: wait on a heap cond; a partner signals it; the wait returns
+ * woken by that signal (with a parker, a weft_cond wait has no spurious
+ * wake-up), and the waiter destroys and frees the cond at once, while the
+ * signal may still be returning. */
+START_TEST(test_cond_destroyed_and_freed_after_wait_observes_signal) {
+    weft_time started = weft_now();
+    for (long round = 0; another_round(round, started); round++) {
+        cond_pair *pair = malloc(sizeof *pair);
+        ck_assert_ptr_nonnull(pair);
+        weft_mutex_init(&pair->mutex);
+        weft_cond_init(&pair->cond);
+        weft_mutex_lock(&pair->mutex);
+        spawn(cond_signaller, pair);
+        weft_cond_wait(&pair->cond, &pair->mutex);
+        weft_mutex_unlock(&pair->mutex);
+        weft_cond_destroy(&pair->cond);
+        weft_mutex_destroy(&pair->mutex);
+        free(pair);
+    }
+}
+END_TEST
+
 /* ==== Group ============================================================= */
 
 static int fail_with_arg(weft_ctx *ctx, void *arg) {
@@ -343,6 +381,7 @@ static Suite *lifetime_suite(void) {
     tcase_add_test(cases, test_rwmutex_destroyed_and_freed_after_lock_observes_runlock);
     tcase_add_test(cases, test_rwmutex_destroyed_and_freed_after_rlock_observes_unlock);
     tcase_add_test(cases, test_sem_destroyed_and_freed_after_acquire_observes_release);
+    tcase_add_test(cases, test_cond_destroyed_and_freed_after_wait_observes_signal);
     tcase_add_test(cases, test_group_freed_after_wait_returns);
     suite_add_tcase(suite, cases);
     return suite;

@@ -1,4 +1,4 @@
-/* Check suite for weft/sync.h: WaitGroup, Mutex, RWMutex, Once, Semaphore.
+/* Check suite for weft/sync.h: WaitGroup, Mutex, RWMutex, Once, Semaphore, Cond.
  *
  * Concurrency tests check invariants under contention (exact totals, "never
  * more than capacity", "never a reader beside a writer") rather than
@@ -1158,6 +1158,317 @@ START_TEST(test_sem_over_release_aborts) {
 }
 END_TEST
 
+/* ==== Cond ============================================================== */
+
+/* Until n waiters are queued on c and not yet woken. */
+static void wait_for_cond_waiters(weft_cond *c, int n) {
+    weft_time limit = in_ms(BECOME_LIMIT_MS);
+    while (weft__cond_waiters(c) != n) {
+        ck_assert_msg(weft_now() < limit, "%d waiters never queued", n);
+        sleep_ms(1);
+    }
+}
+
+typedef struct {
+    weft_mutex mutex;
+    weft_cond cond;
+    int tokens;       /* under mutex: how many waiters may leave */
+    atomic_int woken; /* waiters that left */
+} cond_gate;
+
+static void *cond_gate_waiter(void *arg) {
+    cond_gate *gate = arg;
+    weft_mutex_lock(&gate->mutex);
+    while (gate->tokens == 0) weft_cond_wait(&gate->cond, &gate->mutex);
+    gate->tokens--;
+    atomic_fetch_add(&gate->woken, 1);
+    weft_mutex_unlock(&gate->mutex);
+    return NULL;
+}
+
+START_TEST(test_cond_signal_wakes_one_waiter) {
+    enum { WAITERS = 3 };
+    cond_gate gate = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, 0};
+    pthread_t threads[WAITERS];
+    start_threads(threads, WAITERS, cond_gate_waiter, &gate);
+    wait_for_cond_waiters(&gate.cond, WAITERS);
+    for (int i = 1; i <= WAITERS; i++) {
+        weft_mutex_lock(&gate.mutex);
+        gate.tokens++;
+        weft_cond_signal(&gate.cond);
+        /* Still holding the mutex: the woken waiter cannot requeue yet. */
+        ck_assert_int_eq(weft__cond_waiters(&gate.cond), WAITERS - i);
+        weft_mutex_unlock(&gate.mutex);
+        ck_assert(int_becomes(&gate.woken, i));
+        if (i < WAITERS) wait_for_cond_waiters(&gate.cond, WAITERS - i);
+    }
+    join_threads(threads, WAITERS);
+    ck_assert_int_eq(gate.tokens, 0);
+    weft_cond_signal(&gate.cond); /* nobody waits: nothing happens */
+    weft_cond_destroy(&gate.cond);
+    weft_mutex_destroy(&gate.mutex);
+}
+END_TEST
+
+START_TEST(test_cond_broadcast_wakes_every_waiter) {
+    enum { WAITERS = 8 };
+    cond_gate gate = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, 0};
+    pthread_t threads[WAITERS];
+    start_threads(threads, WAITERS, cond_gate_waiter, &gate);
+    wait_for_cond_waiters(&gate.cond, WAITERS);
+    weft_mutex_lock(&gate.mutex);
+    gate.tokens = WAITERS;
+    weft_cond_broadcast(&gate.cond);
+    ck_assert_int_eq(weft__cond_waiters(&gate.cond), 0);
+    weft_mutex_unlock(&gate.mutex);
+    join_threads(threads, WAITERS);
+    ck_assert_int_eq(atomic_load(&gate.woken), WAITERS);
+    ck_assert_int_eq(gate.tokens, 0);
+}
+END_TEST
+
+/* A bounded queue under one mutex, with a cond for "not empty" and one
+ * for "not full". */
+enum { PC_THREADS = 4, PC_ITEMS = 100000, PC_CAPACITY = 16 };
+
+typedef struct {
+    weft_mutex mutex;
+    weft_cond not_empty, not_full;
+    uint32_t ring[PC_CAPACITY];
+    int head, count; /* under mutex */
+    long taken;      /* under mutex: items consumed so far */
+    atomic_int next_producer;
+    _Atomic unsigned char seen[PC_ITEMS];
+} pc_queue;
+
+static void *pc_producer(void *arg) {
+    pc_queue *q = arg;
+    uint32_t id = (uint32_t)atomic_fetch_add(&q->next_producer, 1);
+    uint32_t per = PC_ITEMS / PC_THREADS;
+    for (uint32_t i = 0; i < per; i++) {
+        weft_mutex_lock(&q->mutex);
+        while (q->count == PC_CAPACITY) weft_cond_wait(&q->not_full, &q->mutex);
+        q->ring[(q->head + q->count) % PC_CAPACITY] = id * per + i;
+        q->count++;
+        weft_cond_signal(&q->not_empty);
+        weft_mutex_unlock(&q->mutex);
+    }
+    return NULL;
+}
+
+static void *pc_consumer(void *arg) {
+    pc_queue *q = arg;
+    for (;;) {
+        weft_mutex_lock(&q->mutex);
+        while (q->count == 0 && q->taken < PC_ITEMS) weft_cond_wait(&q->not_empty, &q->mutex);
+        if (q->count == 0) { /* everything was taken */
+            weft_mutex_unlock(&q->mutex);
+            return NULL;
+        }
+        uint32_t value = q->ring[q->head];
+        q->head = (q->head + 1) % PC_CAPACITY;
+        q->count--;
+        if (++q->taken == PC_ITEMS) weft_cond_broadcast(&q->not_empty); /* release the others */
+        weft_cond_signal(&q->not_full);
+        weft_mutex_unlock(&q->mutex);
+        WORKER_EXPECT(value < PC_ITEMS);
+        if (value < PC_ITEMS) atomic_fetch_add(&q->seen[value], 1);
+    }
+}
+
+START_TEST(test_cond_producers_and_consumers_deliver_exactly_once) {
+    pc_queue *q = calloc(1, sizeof *q);
+    ck_assert_ptr_nonnull(q);
+    weft_mutex_init(&q->mutex);
+    weft_cond_init(&q->not_empty);
+    weft_cond_init(&q->not_full);
+    pthread_t producers[PC_THREADS], consumers[PC_THREADS];
+    start_threads(consumers, PC_THREADS, pc_consumer, q);
+    start_threads(producers, PC_THREADS, pc_producer, q);
+    join_threads(producers, PC_THREADS);
+    join_threads(consumers, PC_THREADS);
+    check_worker_failures();
+    ck_assert_int_eq(q->taken, PC_ITEMS);
+    ck_assert_int_eq(q->count, 0);
+    assert_each_seen_once(q->seen, PC_ITEMS);
+    weft_cond_destroy(&q->not_full);
+    weft_cond_destroy(&q->not_empty);
+    weft_mutex_destroy(&q->mutex);
+    free(q);
+}
+END_TEST
+
+START_TEST(test_cond_wait_until_times_out_holding_the_mutex) {
+    weft_mutex mutex = WEFT_MUTEX_INIT;
+    weft_cond cond = WEFT_COND_INIT;
+    weft_mutex_lock(&mutex);
+    weft_time deadline = in_ms(30);
+    ck_assert_int_eq(weft_cond_wait_until(&cond, &mutex, deadline), WEFT_ETIMEDOUT);
+    ck_assert(weft_now() >= deadline);
+    ck_assert_int_eq(weft__cond_waiters(&cond), 0); /* withdrawn */
+    pthread_t thread;
+    start_thread(&thread, mutex_trylock_elsewhere, &mutex);
+    join_thread(thread);
+    check_worker_failures();
+    /* A deadline already past: at once, and the mutex is still ours. */
+    ck_assert_int_eq(weft_cond_wait_until(&cond, &mutex, WEFT_NOWAIT), WEFT_ETIMEDOUT);
+    weft_mutex_unlock(&mutex); /* aborts if the wait had not relocked it */
+    ck_assert_int_eq(weft_mutex_trylock(&mutex), 0);
+    weft_mutex_unlock(&mutex);
+    weft_cond_destroy(&cond);
+    weft_mutex_destroy(&mutex);
+}
+END_TEST
+
+typedef struct {
+    weft_cond *cond;
+    weft_ctx *ctx;
+} cond_canceller_args;
+
+static void *cond_cancel_when_queued(void *arg) {
+    cond_canceller_args *args = arg;
+    while (weft__cond_waiters(args->cond) != 1) sleep_ms(1);
+    weft_ctx_cancel(args->ctx);
+    return NULL;
+}
+
+START_TEST(test_cond_wait_ctx_cancelled_returns_holding_the_mutex) {
+    weft_mutex mutex = WEFT_MUTEX_INIT;
+    weft_cond cond = WEFT_COND_INIT;
+    weft_ctx *ctx = weft_ctx_with_cancel(weft_ctx_background());
+    ck_assert_ptr_nonnull(ctx);
+    cond_canceller_args args = {&cond, ctx};
+    pthread_t canceller;
+    weft_mutex_lock(&mutex);
+    start_thread(&canceller, cond_cancel_when_queued, &args);
+    ck_assert_int_eq(weft_cond_wait_ctx(&cond, &mutex, ctx), WEFT_ECANCELED);
+    join_thread(canceller);
+    ck_assert_int_eq(weft__cond_waiters(&cond), 0);
+    pthread_t thread;
+    start_thread(&thread, mutex_trylock_elsewhere, &mutex);
+    join_thread(thread);
+    check_worker_failures();
+    /* Already cancelled: at once, the mutex still held. */
+    ck_assert_int_eq(weft_cond_wait_ctx(&cond, &mutex, ctx), WEFT_ECANCELED);
+    weft_mutex_unlock(&mutex);
+    ck_assert_int_eq(weft_mutex_trylock(&mutex), 0);
+    weft_mutex_unlock(&mutex);
+    weft_ctx_release(ctx);
+    weft_cond_destroy(&cond);
+    weft_mutex_destroy(&mutex);
+}
+END_TEST
+
+/* Waiters with short deadlines come and go while tokens are signalled one
+ * by one. A timed waiter that returns 0 takes a token; one that times out
+ * takes nothing and does not look. So if a signal that chose a timed
+ * waiter were lost when that waiter timed out, a token would be left with
+ * the plain waiters asleep: their generous deadline reports it. */
+typedef struct {
+    weft_mutex mutex;
+    weft_cond cond;
+    long total;
+    long tokens, consumed; /* under mutex */
+    atomic_int lost, stop;
+} cond_tokens;
+
+static void cond_take_token(cond_tokens *t) { /* under t->mutex, tokens > 0 */
+    t->tokens--;
+    if (++t->consumed == t->total) weft_cond_broadcast(&t->cond);
+}
+
+static void *cond_plain_taker(void *arg) {
+    cond_tokens *t = arg;
+    for (bool done = false; !done;) {
+        weft_mutex_lock(&t->mutex);
+        while (t->tokens == 0 && t->consumed < t->total && !atomic_load(&t->lost))
+            if (weft_cond_wait_until(&t->cond, &t->mutex, in_ms(2000)) == WEFT_ETIMEDOUT) {
+                atomic_store(&t->lost, 1);
+                weft_cond_broadcast(&t->cond);
+            }
+        if (t->tokens > 0) cond_take_token(t);
+        done = t->consumed == t->total || atomic_load(&t->lost);
+        weft_mutex_unlock(&t->mutex);
+    }
+    return NULL;
+}
+
+static void *cond_timed_taker(void *arg) {
+    cond_tokens *t = arg;
+    while (!atomic_load(&t->stop)) {
+        weft_mutex_lock(&t->mutex);
+        int error = weft_cond_wait_until(&t->cond, &t->mutex, weft_deadline(WEFT_US(20)));
+        if (error == 0 && t->tokens > 0) cond_take_token(t);
+        weft_mutex_unlock(&t->mutex);
+    }
+    return NULL;
+}
+
+START_TEST(test_cond_timed_out_waiters_lose_no_signal) {
+    enum { PLAIN = 1, TIMED = 3 };
+    cond_tokens t = {WEFT_MUTEX_INIT, WEFT_COND_INIT, scaled(20000), 0, 0, 0, 0};
+    pthread_t plain[PLAIN], timed[TIMED];
+    start_threads(timed, TIMED, cond_timed_taker, &t);
+    start_threads(plain, PLAIN, cond_plain_taker, &t);
+    for (long i = 0; i < t.total && !atomic_load(&t.lost); i++) {
+        weft_mutex_lock(&t.mutex);
+        t.tokens++;
+        weft_mutex_unlock(&t.mutex);
+        weft_cond_signal(&t.cond);
+        if (i % 4 == 0) sched_yield();
+    }
+    join_threads(plain, PLAIN);
+    atomic_store(&t.stop, 1);
+    join_threads(timed, TIMED);
+    ck_assert_msg(!atomic_load(&t.lost), "a signal was lost to a timed-out waiter");
+    ck_assert_int_eq(t.consumed, t.total);
+    ck_assert_int_eq(t.tokens, 0);
+}
+END_TEST
+
+/* Two threads take turns: each waits for its turn, passes it on, unlocks
+ * and signals at once, right after the other's predicate check. A lost
+ * wake-up leaves both waiting: the generous deadline turns it into a
+ * failure instead of a hang. */
+typedef struct {
+    weft_mutex mutex;
+    weft_cond cond;
+    int turn; /* under mutex: 0 or 1 */
+    long rounds;
+    atomic_int lost;
+} cond_pingpong;
+
+typedef struct {
+    cond_pingpong *game;
+    int me;
+} cond_player;
+
+static void *cond_play(void *arg) {
+    cond_player *player = arg;
+    cond_pingpong *game = player->game;
+    for (long round = 0; round < game->rounds && !atomic_load(&game->lost); round++) {
+        weft_mutex_lock(&game->mutex);
+        while (game->turn != player->me && !atomic_load(&game->lost))
+            if (weft_cond_wait_until(&game->cond, &game->mutex, in_ms(2000)) == WEFT_ETIMEDOUT)
+                atomic_store(&game->lost, 1);
+        game->turn = 1 - player->me;
+        weft_mutex_unlock(&game->mutex);
+        weft_cond_signal(&game->cond);
+    }
+    weft_cond_broadcast(&game->cond);
+    return NULL;
+}
+
+START_TEST(test_cond_no_lost_wakeup) {
+    cond_pingpong game = {WEFT_MUTEX_INIT, WEFT_COND_INIT, 0, scaled(20000), 0};
+    cond_player players[2] = {{&game, 0}, {&game, 1}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) start_thread(&threads[i], cond_play, &players[i]);
+    for (int i = 0; i < 2; i++) join_thread(threads[i]);
+    ck_assert_msg(!atomic_load(&game.lost), "a signal was lost: a waiter timed out");
+}
+END_TEST
+
 /* ==== runner ============================================================ */
 
 static Suite *sync_suite(void) {
@@ -1225,6 +1536,17 @@ static Suite *sync_suite(void) {
     tcase_add_test(sem, test_sem_rejects_invalid_arguments);
     tcase_add_test(sem, test_sem_over_release_aborts);
     suite_add_tcase(suite, sem);
+
+    TCase *cond = tcase_create("cond");
+    tcase_set_timeout(cond, timeout);
+    tcase_add_test(cond, test_cond_signal_wakes_one_waiter);
+    tcase_add_test(cond, test_cond_broadcast_wakes_every_waiter);
+    tcase_add_test(cond, test_cond_producers_and_consumers_deliver_exactly_once);
+    tcase_add_test(cond, test_cond_wait_until_times_out_holding_the_mutex);
+    tcase_add_test(cond, test_cond_wait_ctx_cancelled_returns_holding_the_mutex);
+    tcase_add_test(cond, test_cond_timed_out_waiters_lose_no_signal);
+    tcase_add_test(cond, test_cond_no_lost_wakeup);
+    suite_add_tcase(suite, cond);
     return suite;
 }
 

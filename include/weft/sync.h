@@ -1,5 +1,5 @@
-/* weft/sync.h — WaitGroup, Mutex, RWMutex, Once and a weighted semaphore,
- * as Go's sync package and golang.org/x/sync/semaphore.
+/* weft/sync.h — WaitGroup, Mutex, RWMutex, Once, Cond and a weighted
+ * semaphore, as Go's sync package and golang.org/x/sync/semaphore.
  *
  * Every primitive is a plain struct that may live in static storage, on
  * the stack or inside another object: initialize it with its _INIT
@@ -262,6 +262,54 @@ typedef struct weft_once {
  * another thread. fn must not call weft_once_do on the same once
  * (deadlock, as in Go). */
 void weft_once_do(weft_once *once, weft_fn fn, void *arg);
+
+/* ---- Cond -------------------------------------------------------------- */
+
+/* A condition variable over a weft_mutex, as Go's sync.Cond: wait while a
+ * predicate on data guarded by the mutex is false, signal or broadcast
+ * after changing it. Waiters queue in FIFO order, so none starves; a wait
+ * queues itself before it unlocks the mutex, so a signal sent after the
+ * waiter's predicate check (by a thread that took the mutex to change the
+ * data) is never lost. Wake-ups may be spurious: wait in a loop that
+ * rechecks the predicate. Every wait returns with the mutex held, also on
+ * a timeout or a cancel. Destroy and free it once no thread waits on it;
+ * a wait woken by a signal has already seen that signal's last access. */
+typedef struct weft_cond {
+    pthread_mutex_t lock;   /* private: guards queue */
+    weft__sync_queue queue; /* private: blocked waiters, FIFO (lib/cond.c) */
+} weft_cond;
+
+#define WEFT_COND_INIT \
+    { PTHREAD_MUTEX_INITIALIZER, WEFT__SYNC_QUEUE_INIT }
+
+/* Initialize c with no waiters (as WEFT_COND_INIT). */
+void weft_cond_init(weft_cond *c);
+
+/* Release c's resources. No thread may be waiting on it. It waits for a
+ * signal or broadcast still finishing with c. */
+void weft_cond_destroy(weft_cond *c);
+
+/* With m held by the caller: unlock m, block until a signal or broadcast
+ * wakes this waiter, and lock m again before returning. */
+void weft_cond_wait(weft_cond *c, weft_mutex *m);
+
+/* As weft_cond_wait, but give up at deadline. Returns 0 when woken,
+ * WEFT_ETIMEDOUT when deadline passed first, never early (at once, without
+ * unlocking m, when deadline is at or before now). A signal that chose
+ * this waiter just as its deadline passed wins: the call returns 0. */
+int weft_cond_wait_until(weft_cond *c, weft_mutex *m, weft_time deadline);
+
+/* As weft_cond_wait, but give up when ctx ends (NULL: never). Returns 0
+ * when woken, else ctx's error (WEFT_ECANCELED, WEFT_ETIMEDOUT), at once,
+ * without unlocking m, when ctx has already ended. Returns holding m. */
+int weft_cond_wait_ctx(weft_cond *c, weft_mutex *m, weft_ctx *ctx);
+
+/* Wake the longest-waiting waiter, if any. Never blocks. The caller need
+ * not hold the mutex (Go allows either). */
+void weft_cond_signal(weft_cond *c);
+
+/* Wake every waiter queued now. Never blocks. */
+void weft_cond_broadcast(weft_cond *c);
 
 /* ---- Semaphore --------------------------------------------------------- */
 

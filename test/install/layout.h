@@ -30,6 +30,7 @@ extern "C" {
     X(weft_rwmutex, writers)                                                             \
     X(weft_once, state) X(weft_once, lock) X(weft_once, queue)                           \
     X(weft_sem, capacity) X(weft_sem, held) X(weft_sem, lock) X(weft_sem, queue)         \
+    X(weft_cond, lock) X(weft_cond, queue)                                               \
     X(weft_case, ch) X(weft_case, dir) X(weft_case, elem) X(weft_case, err)              \
     X(weft_pool_opts, min_threads) X(weft_pool_opts, max_threads)                        \
     X(weft_pool_opts, idle_timeout) X(weft_pool_opts, stack_size) X(weft_pool_opts, name)
