@@ -63,8 +63,9 @@ static waiter until(weft_time deadline) { return (waiter){.deadline = deadline};
 static waiter with_ctx(weft_ctx *ctx) { return (waiter){.ctx = ctx, .use_ctx = true}; }
 
 /* Wait for events on fd, which a call has just found not ready (so the
- * wait need not poll before it sleeps, fdwait.h): > 0 to try again, or the negative code that
- * ends the call (WEFT_EAGAIN only if this call has not waited before). */
+ * wait need not poll before it sleeps, fdwait.h): > 0 to try again, or
+ * the negative code that ends the call (WEFT_EAGAIN only if this call
+ * has not waited before). */
 static int wait_ready(int fd, int events, waiter *how) {
     int ready = how->use_ctx ? weft__fd_wait_unready_ctx(fd, events, how->ctx)
                              : weft__fd_wait_unready_until(fd, events, how->deadline);
