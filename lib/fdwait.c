@@ -57,7 +57,7 @@ static int wait_unready(weft_case *cases, size_t n, const weft_fdwait *wait, wef
 
 int weft__fd_wait_unready_until(int fd, int events, weft_time deadline) {
     /* A deadline passed is "try once": the public form's one poll. */
-    if (deadline != WEFT_FOREVER && (deadline <= 0 || weft_now() >= deadline))
+    if (deadline != WEFT_FOREVER && weft_now() >= deadline)
         return weft_fd_wait_until(fd, events, deadline);
     weft_fdwait wait = {fd, events, 0};
     weft_case only = WEFT_FD_CASE(&wait);
@@ -65,8 +65,8 @@ int weft__fd_wait_unready_until(int fd, int events, weft_time deadline) {
 }
 
 int weft__fd_wait_unready_ctx(int fd, int events, weft_ctx *ctx) {
-    weft_chan *done = weft_ctx_done(ctx);
     if (weft_ctx_err(ctx)) return weft_fd_wait_ctx(fd, events, ctx); /* ready beats ended */
+    weft_chan *done = weft_ctx_done(ctx);
     weft_fdwait wait = {fd, events, 0};
     weft_case cases[2] = {WEFT_FD_CASE(&wait), {done, WEFT_RECV, NULL, 0}};
     int chosen = wait_unready(cases, done ? 2 : 1, &wait, WEFT_FOREVER);
