@@ -121,6 +121,126 @@ CHECK_CFLAGS = $(eval CHECK_CFLAGS := $$(shell $(PKG_CONFIG) --cflags check))$(C
 CHECK_LIBS   = $(eval CHECK_LIBS := $$(shell $(PKG_CONFIG) --libs check))$(CHECK_LIBS)
 
 # ---------------------------------------------------------------------------
+# The NNG module (optional; issue 17): everything about it is in this block.
+#
+#   include/weft/nng.h + lib/nng/*.c   lib/libweft-nng.a, lib/libweft-nng.so
+#                                      (soname libweft-nng.so.SOVERSION), weft-nng.pc,
+#                                      build/cmake/weftNng.cmake (CMake: weft::nng)
+#   test/test_nng.c                    a Check suite like the others, linked with the
+#                                      variant's libweft-nng.a and -lnng
+#   examples/distributed_pool.c        linked the same way
+#   make bench-nng                     bench/nng/nng_bench.c: the stream bridge beside raw
+#                                      NNG PUSH/PULL; `make bench` runs it first
+#   make fuzz                          test/fuzz/frame_fuzz.c (clang's libFuzzer) for
+#                                      FUZZ_SECONDS (default 60), seeded from test/fuzz/corpus/;
+#                                      needs clang, not NNG (the frame decoder is pure)
+#
+# NNG ships no .pc file in Debian: scripts/need-optional.sh looks for its header
+# (installing libnng-dev with apt-get when root). Without it, the module, its suite, its
+# example and its benchmark are left out, with one line saying so; the core library
+# never depends on NNG (the lib/*.c wildcard does not reach lib/nng/).
+
+NNG_GOALS    := $(filter-out clean format check-format man-check fuzz,$(or $(MAKECMDGOALS),all))
+NNG_PROBE    := $(if $(NNG_GOALS),$(shell CC='$(CC)' sh scripts/need-optional.sh nng/nng.h libnng-dev \
+                    2>&1; echo "nng-status=$$?"))
+HAVE_NNG     := $(if $(filter nng-status=0,$(NNG_PROBE)),1)
+NNG_LIBS     := -lnng
+NNG_SRCS     := $(sort $(wildcard lib/nng/*.c))
+NNG_STATIC   := lib/libweft-nng.a
+NNG_SONAME   := libweft-nng.so.$(SOVERSION)
+NNG_SHARED_REAL := lib/libweft-nng.so.$(VERSION)
+NNG_SHARED   := lib/libweft-nng.so lib/$(NNG_SONAME) $(NNG_SHARED_REAL)
+NNG_TESTS    := test/test_nng.c
+NNG_EXAMPLES := build/release/examples/distributed_pool
+NNG_BENCH    := build/release/bench/nng/nng_bench
+FORMAT_SRCS  += $(wildcard lib/nng/*.[ch] bench/nng/*.[ch])
+
+ifeq ($(HAVE_NNG),1)
+all: $(NNG_STATIC) $(NNG_SHARED) weft-nng.pc
+
+# $(call nng-variant,VARIANT): that variant's libweft-nng.a, and its suite linked to it.
+define nng-variant
+$(1)_NNG_LIB := $$(if $$(filter release,$(1)),$$(NNG_STATIC),build/$(1)/libweft-nng.a)
+$$($(1)_NNG_LIB): $$(patsubst %.c,build/$(1)/%.o,$$(NNG_SRCS))
+	@mkdir -p $$(@D)
+	$$(quiet) AR $$@
+	$$(Q)rm -f $$@ && $$(AR) rcs $$@ $$^
+build/$(1)/test/test_nng: $$($(1)_NNG_LIB)
+build/$(1)/test/test_nng: TEST_MODULES = $$($(1)_NNG_LIB) $$(NNG_LIBS)
+endef
+$(foreach v,release tsan asan,$(eval $(call nng-variant,$(v))))
+
+$(NNG_SHARED_REAL): $(patsubst %.c,build/release/%.o,$(NNG_SRCS)) lib/libweft.so
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -shared -pthread -Wl,-soname,$(NNG_SONAME) -Wl,-z,defs -o $@ \
+	    $(filter %.o,$^) -Llib -lweft $(NNG_LIBS) $(LDLIBS)
+
+lib/$(NNG_SONAME): $(NNG_SHARED_REAL)
+	$(Q)ln -sf $(notdir $<) $@
+
+lib/libweft-nng.so: lib/$(NNG_SONAME)
+	$(Q)ln -sf $(notdir $<) $@
+
+weft-nng.pc: weft-nng.pc.in FORCE
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; echo "  GEN    $@"; fi
+
+
+build/release/examples/distributed_pool: build/release/examples/distributed_pool.o \
+        $(NNG_STATIC) $(STATIC_LIB)
+	$(quiet) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(NNG_STATIC) $(STATIC_LIB) $(NNG_LIBS) -pthread -lm $(LDLIBS)
+
+$(NNG_BENCH): bench/nng/nng_bench.c $(NNG_STATIC) $(STATIC_LIB) build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) $(LDFLAGS) -o $@ $< $(NNG_STATIC) $(STATIC_LIB) $(NNG_LIBS) \
+	    -pthread -lm $(LDLIBS)
+
+.PHONY: bench-nng install-nng uninstall-nng
+bench-nng: $(NNG_BENCH)
+	./$(NNG_BENCH) $(NNG_BENCH_FLAGS)
+bench: bench-nng
+
+install: install-nng
+install-nng: $(NNG_STATIC) $(NNG_SHARED) weft-nng.pc build/cmake/weftNng.cmake
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR)
+	install -m 644 build/cmake/weftNng.cmake $(DESTDIR)$(CMAKEDIR)/
+	install -m 644 $(NNG_STATIC) $(DESTDIR)$(LIBDIR)/libweft-nng.a
+	install -m 755 $(NNG_SHARED_REAL) $(DESTDIR)$(LIBDIR)/$(notdir $(NNG_SHARED_REAL))
+	ln -sf $(notdir $(NNG_SHARED_REAL)) $(DESTDIR)$(LIBDIR)/$(NNG_SONAME)
+	ln -sf $(NNG_SONAME) $(DESTDIR)$(LIBDIR)/libweft-nng.so
+	install -m 644 weft-nng.pc $(DESTDIR)$(PKGCONFIGDIR)/weft-nng.pc
+else
+TESTS        := $(filter-out $(NNG_TESTS),$(TESTS))
+EXAMPLE_SRCS := $(filter-out examples/distributed_pool.c,$(EXAMPLE_SRCS))
+EXAMPLES     := $(filter-out $(NNG_EXAMPLES),$(EXAMPLES))
+ifneq ($(NNG_GOALS),)
+$(info $(filter-out nng-status=%,$(NNG_PROBE)) [libweft-nng, test/test_nng.c, examples/distributed_pool.c, bench-nng])
+endif
+endif
+
+uninstall: uninstall-nng
+uninstall-nng:
+	rm -f $(DESTDIR)$(LIBDIR)/libweft-nng.a $(DESTDIR)$(LIBDIR)/libweft-nng.so \
+	    $(DESTDIR)$(LIBDIR)/$(NNG_SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(NNG_SHARED_REAL)) \
+	    $(DESTDIR)$(PKGCONFIGDIR)/weft-nng.pc $(DESTDIR)$(CMAKEDIR)/weftNng.cmake
+
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+build/fuzz/frame_fuzz: test/fuzz/frame_fuzz.c lib/nng/frame.c lib/nng/frame.h
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(FUZZ_CC) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/nng -o $@ \
+	    test/fuzz/frame_fuzz.c lib/nng/frame.c
+fuzz: build/fuzz/frame_fuzz
+	@rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus && cp test/fuzz/corpus/* build/fuzz/corpus/
+	./build/fuzz/frame_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 \
+	    build/fuzz/corpus test/fuzz/corpus
+
+# ---------------------------------------------------------------------------
 # Variants: release (the library users get), tsan, asan.
 
 release_CFLAGS  :=
@@ -534,6 +654,7 @@ check-format:
 clean:
 	rm -rf build
 	rm -f $(STATIC_LIB) lib/libweft.so lib/libweft.so.* weft.pc weft.pc.tmp $(BENCH)
+	rm -f lib/libweft-nng.a lib/libweft-nng.so lib/libweft-nng.so.* weft-nng.pc weft-nng.pc.tmp
 
 FORCE:
 
