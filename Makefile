@@ -227,6 +227,9 @@ uninstall-nng:
 	    $(DESTDIR)$(LIBDIR)/$(NNG_SONAME) $(DESTDIR)$(LIBDIR)/$(notdir $(NNG_SHARED_REAL)) \
 	    $(DESTDIR)$(PKGCONFIGDIR)/weft-nng.pc $(DESTDIR)$(CMAKEDIR)/weftNng.cmake
 
+# The module's objects are one level deeper than the final -include reaches.
+-include $(wildcard build/*/lib/nng/*.d)
+
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz

@@ -12,7 +12,7 @@
 
 static _Thread_local char last_error[320];
 
-void bridge_last_error(const char *fmt, ...) {
+void weft__bridge_last_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -45,9 +45,9 @@ static void on_ctx_done(void *arg) {
     pthread_mutex_unlock(&b->mu);
 }
 
-bridge *bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots) {
+bridge *weft__bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots) {
     if (!opts || !opts->url) {
-        bridge_last_error("weft_nng: no options or no url");
+        weft__bridge_last_error("weft_nng: no options or no url");
         errno = EINVAL;
         return NULL;
     }
@@ -70,8 +70,8 @@ bridge *bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots) {
     }
     if ((b->has_codec && (!b->codec.encode || !b->codec.decode)) ||
         (b->has_result_codec && (!b->result_codec.encode || !b->result_codec.decode))) {
-        bridge_last_error("weft_nng: a codec needs both encode and decode");
-        bridge_free(b);
+        weft__bridge_last_error("weft_nng: a codec needs both encode and decode");
+        weft__bridge_free(b);
         errno = EINVAL;
         return NULL;
     }
@@ -87,18 +87,44 @@ bridge *bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots) {
     }
     return b;
 nomem_free:
-    bridge_free(b);
+    weft__bridge_free(b);
 nomem:
-    bridge_last_error("weft_nng: out of memory");
+    weft__bridge_last_error("weft_nng: out of memory");
     errno = ENOMEM;
     return NULL;
 }
 
-int bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
+/* Fill b->bound: the URL, with a listener's port filled in for tcp. */
+static void find_bound_url(bridge *b) {
+    char *buf = b->bound;
+    size_t len = sizeof b->bound;
+    int n = -1;
+    nng_sockaddr sa;
+    if (b->listening && strncmp(b->url, "tcp", 3) == 0 &&
+        nng_listener_get_addr(b->listener, NNG_OPT_LOCADDR, &sa) == 0) {
+        if (sa.s_family == NNG_AF_INET) {
+            const unsigned char *a = (const unsigned char *)&sa.s_in.sa_addr;
+            unsigned port = ((const unsigned char *)&sa.s_in.sa_port)[0] << 8 |
+                            ((const unsigned char *)&sa.s_in.sa_port)[1];
+            n = snprintf(buf, len, "tcp://%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], port);
+        } else if (sa.s_family == NNG_AF_INET6) {
+            const unsigned char *a = sa.s_in6.sa_addr;
+            unsigned port = ((const unsigned char *)&sa.s_in6.sa_port)[0] << 8 |
+                            ((const unsigned char *)&sa.s_in6.sa_port)[1];
+            n = snprintf(buf, len, "tcp://[");
+            for (int i = 0; i < 16 && n >= 0 && (size_t)n < len; i += 2)
+                n += snprintf(buf + n, len - (size_t)n, "%s%x", i ? ":" : "", a[i] << 8 | a[i + 1]);
+            if (n >= 0 && (size_t)n < len) n += snprintf(buf + n, len - (size_t)n, "]:%u", port);
+        }
+    }
+    if (n < 0 || (size_t)n >= len) snprintf(buf, len, "%s", b->url);
+}
+
+int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
                    bool receives) {
     int rc = open_fn(&b->sock);
     if (rc != 0) {
-        bridge_last_error("weft_nng: cannot open a socket: %s", nng_strerror(rc));
+        weft__bridge_last_error("weft_nng: cannot open a socket: %s", nng_strerror(rc));
         return -1;
     }
     b->sock_open = true;
@@ -116,14 +142,29 @@ int bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe,
         rc = nng_listen(b->sock, b->url, &b->listener, 0);
         b->listening = rc == 0;
     } else {
-        rc = nng_dial(b->sock, b->url, NULL, NNG_FLAG_NONBLOCK);
+        rc = nng_dial(b->sock, b->url, &b->dialer, NNG_FLAG_NONBLOCK);
+        b->dialing = rc == 0;
     }
     if (rc != 0) {
-        bridge_last_error("weft_nng: cannot %s %s: %s", b->opts.listen ? "listen on" : "dial",
+        weft__bridge_last_error("weft_nng: cannot %s %s: %s", b->opts.listen ? "listen on" : "dial",
                           b->url, nng_strerror(rc));
         return -1;
     }
+    find_bound_url(b);
     return 0;
+}
+
+/* Close the socket (once): pipe events are ignored from now on. */
+static void close_socket(bridge *b) {
+    pthread_mutex_lock(&b->mu);
+    bool open = b->sock_open;
+    b->sock_open = false;
+    b->closing = true;
+    pthread_mutex_unlock(&b->mu);
+    if (!open) return;
+    for (int i = 0; i < b->nslots; i++)
+        if (b->slots[i].has_nctx) nng_ctx_close(b->slots[i].nctx);
+    nng_close(b->sock);
 }
 
 /* The last slot out: close the output channel (if any), then done. The
@@ -131,6 +172,9 @@ int bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe,
 static void bridge_finish(bridge *b) {
     weft_chan *done = b->done;
     weft_chan_retain(done);
+    /* Hang up at once: a peer then sees the end now, not at release, and
+     * its dialer stops coming back to a bridge that reads no more. */
+    close_socket(b);
     if (b->out) weft_chan_close(b->out);
     weft_chan_close(done);
     weft_chan_release(done);
@@ -146,10 +190,10 @@ static void slot_main(void *arg) {
     if (last) bridge_finish(b);
 }
 
-int bridge_start(bridge *b, void (*body)(bridge_slot *)) {
+int weft__bridge_start(bridge *b, void (*body)(bridge_slot *)) {
     b->after = weft_ctx_after_func(b->ctx, on_ctx_done, b);
     if (!b->after) {
-        bridge_last_error("weft_nng: out of memory");
+        weft__bridge_last_error("weft_nng: out of memory");
         errno = ENOMEM;
         return -1;
     }
@@ -166,7 +210,7 @@ int bridge_start(bridge *b, void (*body)(bridge_slot *)) {
             b->running--;
             pthread_mutex_unlock(&b->mu);
             /* The slots started stop; the bridge reports the failure. */
-            bridge_fail(b, WEFT_ENOMEM, "weft_nng: cannot start the bridge's goroutine %d", i);
+            weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: cannot start the bridge's goroutine %d", i);
             break;
         }
     }
@@ -177,15 +221,8 @@ int bridge_start(bridge *b, void (*body)(bridge_slot *)) {
     return 0;
 }
 
-void bridge_free(bridge *b) {
-    if (b->sock_open) {
-        pthread_mutex_lock(&b->mu);
-        b->closing = true;
-        pthread_mutex_unlock(&b->mu);
-        for (int i = 0; i < b->nslots; i++)
-            if (b->slots[i].has_nctx) nng_ctx_close(b->slots[i].nctx);
-        nng_close(b->sock);
-    }
+void weft__bridge_free(bridge *b) {
+    close_socket(b);
     if (b->after && !weft_ctx_after_stop(b->after)) {
         /* on_ctx_done has started: wait until it is out of b. */
         pthread_mutex_lock(&b->mu);
@@ -203,13 +240,14 @@ void bridge_free(bridge *b) {
     if (b->in) weft_chan_release(b->in);
     if (b->out) weft_chan_release(b->out);
     free(b->peer_list);
+    free(b->ended_ids);
     free(b->url);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
 
-void bridge_fail(bridge *b, int err, const char *fmt, ...) {
+void weft__bridge_fail(bridge *b, int err, const char *fmt, ...) {
     pthread_mutex_lock(&b->mu);
     bool first = b->result == 0 && !b->stopping;
     if (first) {
@@ -223,7 +261,7 @@ void bridge_fail(bridge *b, int err, const char *fmt, ...) {
     weft_ctx_cancel(b->ctx);
 }
 
-void bridge_note_reject(bridge *b, const char *what) {
+void weft__bridge_note_reject(bridge *b, const char *what) {
     pthread_mutex_lock(&b->mu);
     b->rejected++;
     if (b->result == 0 && b->text[0] == 0)
@@ -231,14 +269,14 @@ void bridge_note_reject(bridge *b, const char *what) {
     pthread_mutex_unlock(&b->mu);
 }
 
-bool bridge_stopping(bridge *b) {
+bool weft__bridge_stopping(bridge *b) {
     pthread_mutex_lock(&b->mu);
     bool stopping = b->stopping;
     pthread_mutex_unlock(&b->mu);
     return stopping;
 }
 
-void bridge_stopped(bridge *b) {
+void weft__bridge_stopped(bridge *b) {
     int err = weft_ctx_err(b->ctx);
     pthread_mutex_lock(&b->mu);
     if (b->result == 0 && err != 0) {
@@ -249,7 +287,7 @@ void bridge_stopped(bridge *b) {
     pthread_mutex_unlock(&b->mu);
 }
 
-int bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void *arg) {
+int weft__bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void *arg) {
     bridge *b = s->b;
     pthread_mutex_lock(&b->mu);
     if (b->stopping || b->pending_removal) { /* a removal: the receive loop judges it */
@@ -262,7 +300,7 @@ int bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void *arg) 
     return nng_aio_result(s->aio);
 }
 
-nng_msg *bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
+nng_msg *weft__bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
                         size_t elem_size, uint64_t seq) {
     size_t cap = kind != FRAME_DATA ? 0 : codec ? codec->max_size : elem_size;
     nng_msg *m;
@@ -280,17 +318,17 @@ nng_msg *bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const 
     } else if (kind == FRAME_DATA) {
         memcpy(p + FRAME_HEADER, elem, elem_size);
     }
-    unsigned flags = frame_host_order() | (codec ? FRAME_ENCODED : 0);
-    frame_header(p, kind, flags, (uint32_t)elem_size, (uint32_t)len, b->stream_id, seq);
+    unsigned flags = weft__frame_host_order() | (codec ? FRAME_ENCODED : 0);
+    weft__frame_header(p, kind, flags, (uint32_t)elem_size, (uint32_t)len, b->stream_id, seq);
     return m;
 }
 
-frame_reject bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
+frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
                          frame *f) {
     frame_expect expect = {(uint32_t)elem_size, (uint32_t)(codec ? codec->max_size : elem_size),
                            codec != NULL};
     if (expect.max_body < 256) expect.max_body = 256; /* room for an ERROR frame's words */
-    frame_reject why = frame_decode(nng_msg_body(msg), nng_msg_len(msg), &expect, f);
+    frame_reject why = weft__frame_decode(nng_msg_body(msg), nng_msg_len(msg), &expect, f);
     if (why != FRAME_OK || f->kind != FRAME_DATA) return why;
     if (codec) {
         if (codec->decode(f->body, f->body_len, elem, codec->arg) != 0) return FRAME_BAD_BODY;
@@ -336,26 +374,7 @@ void weft_nng_get_stats(weft_nng_bridge *b, weft_nng_stats *out) {
 }
 
 int weft_nng_url(weft_nng_bridge *b, char *buf, size_t len) {
-    int n = -1;
-    nng_sockaddr sa;
-    if (b->listening && strncmp(b->url, "tcp", 3) == 0 &&
-        nng_listener_get_addr(b->listener, NNG_OPT_LOCADDR, &sa) == 0) {
-        if (sa.s_family == NNG_AF_INET) {
-            const unsigned char *a = (const unsigned char *)&sa.s_in.sa_addr;
-            unsigned port = ((const unsigned char *)&sa.s_in.sa_port)[0] << 8 |
-                            ((const unsigned char *)&sa.s_in.sa_port)[1];
-            n = snprintf(buf, len, "tcp://%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], port);
-        } else if (sa.s_family == NNG_AF_INET6) {
-            const unsigned char *a = sa.s_in6.sa_addr;
-            unsigned port = ((const unsigned char *)&sa.s_in6.sa_port)[0] << 8 |
-                            ((const unsigned char *)&sa.s_in6.sa_port)[1];
-            n = snprintf(buf, len, "tcp://[");
-            for (int i = 0; i < 16 && n >= 0 && (size_t)n < len; i += 2)
-                n += snprintf(buf + n, len - (size_t)n, "%s%x", i ? ":" : "", a[i] << 8 | a[i + 1]);
-            if (n >= 0 && (size_t)n < len) n += snprintf(buf + n, len - (size_t)n, "]:%u", port);
-        }
-    }
-    if (n < 0) n = snprintf(buf, len, "%s", b->url);
+    int n = snprintf(buf, len, "%s", b->bound[0] ? b->bound : b->url);
     return n >= 0 && (size_t)n < len ? 0 : WEFT_EINVAL;
 }
 
@@ -363,5 +382,5 @@ void weft_nng_release(weft_nng_bridge *b) {
     if (!b) return;
     weft_ctx_cancel(b->ctx);
     weft_chan_recv(b->done, NULL);
-    bridge_free(b);
+    weft__bridge_free(b);
 }

@@ -47,6 +47,9 @@ struct weft_nng_bridge {
     bool sock_open;
     bool listening;
     nng_listener listener;
+    nng_dialer dialer;
+    bool dialing;
+    char bound[160]; /* weft_nng_url's answer, found at connect */
     char *url;
     weft_nng_opts opts;
     weft_nng_codec codec, result_codec;
@@ -76,6 +79,8 @@ struct weft_nng_bridge {
     peer *peer_list;
     int npeers, peer_cap;
     bool pending_removal;
+    uint64_t *ended_ids; /* the streams that ended, each counted once */
+    int nended_ids, ended_cap;
     /* stream_send: */
     int pipes;
     bool ending;
@@ -86,52 +91,52 @@ typedef struct weft_nng_bridge bridge;
 
 /* Allocate a bridge with nslots slots; opts copied (url too); ctx a child
  * of parent. NULL with errno and the thread's last error set. */
-bridge *bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots);
+bridge *weft__bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots);
 
 /* Open the socket with open_fn, set its options, register the pipe
  * callback (NULL: none), dial or listen. 0, or -1 with the last error set
  * (and the bridge still to be freed by bridge_free). */
-int bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
+int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
                    bool receives);
 
 /* Start slot i's goroutine running body; then the bridge is live. 0 or -1
  * (errno, last error). */
-int bridge_start(bridge *b, void (*body)(bridge_slot *));
+int weft__bridge_start(bridge *b, void (*body)(bridge_slot *));
 
 /* Free a bridge that never started. */
-void bridge_free(bridge *b);
+void weft__bridge_free(bridge *b);
 
 /* Record err with a message (printf-style), unless a result is already
  * recorded, then stop the bridge. */
-void bridge_fail(bridge *b, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void weft__bridge_fail(bridge *b, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Record a rejected frame's description (the first kept in text when no
  * error is); under no lock. */
-void bridge_note_reject(bridge *b, const char *what);
+void weft__bridge_note_reject(bridge *b, const char *what);
 
 /* Start an aio operation under the lock unless the bridge is stopping:
  * start(arg, aio). Then wait for it. Returns its NNG result, or
  * NNG_ECANCELED when the bridge was stopping before it began. */
-int bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void *arg);
+int weft__bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void *arg);
 
 /* The frame of value elem (elem_size bytes, through codec if any) as a new
  * message; NULL when the codec refuses it or memory runs out. */
-nng_msg *bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
+nng_msg *weft__bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
                         size_t elem_size, uint64_t seq);
 
 /* Decode msg against the element size and codec into elem (when DATA):
  * FRAME_OK, or why it is rejected; *f describes it. */
-frame_reject bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
+frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
                          frame *f);
 
 /* Set the calling thread's last error (weft_nng_last_error). */
-void bridge_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void weft__bridge_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Whether the bridge is stopping (under its lock). */
-bool bridge_stopping(bridge *b);
+bool weft__bridge_stopping(bridge *b);
 
 /* The result for a slot that saw its channel operation or aio stop:
  * records the context's error when none is recorded. */
-void bridge_stopped(bridge *b);
+void weft__bridge_stopped(bridge *b);
 
 #endif

@@ -26,14 +26,14 @@ static uint64_t get64(const unsigned char *p) {
     return v;
 }
 
-unsigned frame_host_order(void) {
+unsigned weft__frame_host_order(void) {
     const uint16_t probe = 1;
     unsigned char first;
     memcpy(&first, &probe, 1);
     return first ? 0 : FRAME_BIG_ENDIAN;
 }
 
-void frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
+void weft__frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
                   uint32_t body_len, uint64_t stream, uint64_t seq) {
     memcpy(out, magic, 4);
     out[4] = FRAME_VERSION;
@@ -46,7 +46,7 @@ void frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_si
     put64(out + 24, seq);
 }
 
-frame_reject frame_decode(const void *buf, size_t len, const frame_expect *expect, frame *f) {
+frame_reject weft__frame_decode(const void *buf, size_t len, const frame_expect *expect, frame *f) {
     const unsigned char *p = buf;
     memset(f, 0, sizeof *f);
     if (len < FRAME_HEADER) return FRAME_SHORT;
@@ -66,21 +66,21 @@ frame_reject frame_decode(const void *buf, size_t len, const frame_expect *expec
     f->body = p + FRAME_HEADER;
     if (f->kind == FRAME_ERROR) return FRAME_OK; /* a message: any length */
     if (f->elem_size != expect->elem_size) return FRAME_SIZE_MISMATCH;
+    if (f->kind == FRAME_END) return f->body_len == 0 ? FRAME_OK : FRAME_BAD_BODY;
+    /* DATA: the body is the element, or a codec's output. */
     if (((f->flags & FRAME_ENCODED) != 0) != expect->encoded) return FRAME_CODEC_MISMATCH;
-    if (!expect->encoded && (f->flags & FRAME_BIG_ENDIAN) != frame_host_order())
+    if (!expect->encoded && (f->flags & FRAME_BIG_ENDIAN) != weft__frame_host_order())
         return FRAME_ORDER_MISMATCH;
-    if (f->kind == FRAME_END && f->body_len != 0) return FRAME_BAD_BODY;
-    if (f->kind == FRAME_DATA && !expect->encoded && f->body_len != f->elem_size)
-        return FRAME_BAD_BODY;
+    if (!expect->encoded && f->body_len != f->elem_size) return FRAME_BAD_BODY;
     return FRAME_OK;
 }
 
-bool frame_is_mismatch(frame_reject why) {
+bool weft__frame_is_mismatch(frame_reject why) {
     return why == FRAME_VERSION_MISMATCH || why == FRAME_SIZE_MISMATCH ||
            why == FRAME_ORDER_MISMATCH || why == FRAME_CODEC_MISMATCH;
 }
 
-void frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
+void weft__frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
                     size_t len) {
     switch (why) {
     case FRAME_OK: snprintf(buf, len, "a valid frame"); break;
@@ -110,7 +110,7 @@ void frame_describe(frame_reject why, const frame *f, const frame_expect *expect
     case FRAME_ORDER_MISMATCH:
         snprintf(buf, len, "byte order mismatch: the peer is %s-endian, this end %s-endian (use a codec)",
                  (f->flags & FRAME_BIG_ENDIAN) ? "big" : "little",
-                 frame_host_order() ? "big" : "little");
+                 weft__frame_host_order() ? "big" : "little");
         break;
     case FRAME_CODEC_MISMATCH:
         snprintf(buf, len, "codec mismatch: the peer %s a codec, this end %s",

@@ -67,24 +67,24 @@ typedef enum {
 } frame_reject;
 
 /* This host's byte-order flag (0 or FRAME_BIG_ENDIAN). */
-unsigned frame_host_order(void);
+unsigned weft__frame_host_order(void);
 
 /* Write a header into out[FRAME_HEADER]. */
-void frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
+void weft__frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
                   uint32_t body_len, uint64_t stream, uint64_t seq);
 
 /* Decode len bytes at buf into *f against *expect; FRAME_OK or why not.
  * Reads no byte outside buf[0..len). On FRAME_OK, f->body points at
  * f->body_len bytes inside buf. */
-frame_reject frame_decode(const void *buf, size_t len, const frame_expect *expect, frame *f);
+frame_reject weft__frame_decode(const void *buf, size_t len, const frame_expect *expect, frame *f);
 
 /* Whether a rejection means the peer is configured differently (a
  * mismatch the user must fix) rather than garbled. */
-bool frame_is_mismatch(frame_reject why);
+bool weft__frame_is_mismatch(frame_reject why);
 
 /* Describe a rejection in words, with the figures of *f and *expect
  * where they matter, into buf (at most len bytes, NUL-terminated). */
-void frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
+void weft__frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
                     size_t len);
 
 #endif

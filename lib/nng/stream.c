@@ -66,7 +66,7 @@ static void send_on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     if (lost)
-        bridge_fail(b, WEFT_NNG_ECONNRESET,
+        weft__bridge_fail(b, WEFT_NNG_ECONNRESET,
                     "weft_nng: the receiver at %s hung up before end-of-stream (it went away, or it "
                     "rejected this end's values: see its error); values in flight are lost",
                     b->url);
@@ -78,15 +78,15 @@ static int send_frame(bridge_slot *s, nng_msg *msg, weft_time timeout) {
     io_op op = {b->sock, msg};
     nng_aio_set_timeout(s->aio, timeout == WEFT_FOREVER ? NNG_DURATION_INFINITE
                                                          : (nng_duration)(timeout / 1000000));
-    int rc = bridge_run_aio(s, start_send, &op);
+    int rc = weft__bridge_run_aio(s, start_send, &op);
     if (rc == 0) return 0;
     nng_msg_free(msg);
     if (rc == NNG_ECANCELED || rc == NNG_ECLOSED) {
-        bridge_stopped(b);
+        weft__bridge_stopped(b);
     } else if (rc == NNG_ETIMEDOUT) {
-        bridge_fail(b, WEFT_ETIMEDOUT, "weft_nng: no receiver took end-of-stream at %s", b->url);
+        weft__bridge_fail(b, WEFT_ETIMEDOUT, "weft_nng: no receiver took end-of-stream at %s", b->url);
     } else {
-        bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: sending to %s: %s", b->url, nng_strerror(rc));
+        weft__bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: sending to %s: %s", b->url, nng_strerror(rc));
     }
     return -1;
 }
@@ -102,15 +102,15 @@ static void send_end(bridge_slot *s, uint64_t count) {
     uint64_t removals_seen = 0;
     for (bool send = true;; ) {
         if (send) {
-            nng_msg *end = bridge_message(b, FRAME_END, NULL, NULL, b->in_size, count);
+            nng_msg *end = weft__bridge_message(b, FRAME_END, NULL, NULL, b->in_size, count);
             if (!end) {
-                bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
+                weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
                 return;
             }
             weft_time left = give_up - weft_now();
             if (left <= 0 || send_frame(s, end, left) != 0) {
                 if (left <= 0)
-                    bridge_fail(b, WEFT_ETIMEDOUT,
+                    weft__bridge_fail(b, WEFT_ETIMEDOUT,
                                 "weft_nng: no receiver took end-of-stream at %s", b->url);
                 return;
             }
@@ -120,7 +120,15 @@ static void send_end(bridge_slot *s, uint64_t count) {
         for (;;) {
             if (b->stopping) break;
             if (b->removed_after_end > removals_seen) {
+                bool first = removals_seen == 0;
                 removals_seen = b->removed_after_end;
+                if (first && b->dialing) {
+                    /* The receiver took END: dial no more (its pipe is gone,
+                     * and a new one would only be handed END again). */
+                    pthread_mutex_unlock(&b->mu);
+                    nng_dialer_close(b->dialer);
+                    pthread_mutex_lock(&b->mu);
+                }
                 if (b->pipes == 0) {
                     pthread_mutex_unlock(&b->mu);
                     return; /* every receiver took its END */
@@ -143,11 +151,11 @@ static void send_end(bridge_slot *s, uint64_t count) {
         bool stopping = b->stopping;
         pthread_mutex_unlock(&b->mu);
         if (stopping) {
-            bridge_stopped(b);
+            weft__bridge_stopped(b);
             return;
         }
         if (!send) {
-            bridge_fail(b, WEFT_ETIMEDOUT,
+            weft__bridge_fail(b, WEFT_ETIMEDOUT,
                         "weft_nng: the receiver at %s did not take end-of-stream within linger",
                         b->url);
             return;
@@ -160,7 +168,7 @@ static void send_body(bridge_slot *s) {
     const weft_nng_codec *codec = b->has_codec ? &b->codec : NULL;
     unsigned char *elem = malloc(b->in_size ? b->in_size : 1);
     if (!elem) {
-        bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
+        weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
         return;
     }
     uint64_t seq = 0;
@@ -171,12 +179,12 @@ static void send_body(bridge_slot *s) {
             break;
         }
         if (rc != 0) {
-            bridge_stopped(b);
+            weft__bridge_stopped(b);
             break;
         }
-        nng_msg *msg = bridge_message(b, FRAME_DATA, codec, elem, b->in_size, seq);
+        nng_msg *msg = weft__bridge_message(b, FRAME_DATA, codec, elem, b->in_size, seq);
         if (!msg) {
-            bridge_fail(b, codec ? WEFT_EINVAL : WEFT_ENOMEM,
+            weft__bridge_fail(b, codec ? WEFT_EINVAL : WEFT_ENOMEM,
                         codec ? "weft_nng: the codec refused value %llu"
                               : "weft_nng: out of memory (value %llu)",
                         (unsigned long long)seq);
@@ -191,18 +199,18 @@ static void send_body(bridge_slot *s) {
 
 weft_nng_bridge *weft_nng_stream_send(weft_chan *from, const weft_nng_opts *opts, weft_ctx *ctx) {
     if (!from) {
-        bridge_last_error("weft_nng_stream_send: no channel");
+        weft__bridge_last_error("weft_nng_stream_send: no channel");
         errno = EINVAL;
         return NULL;
     }
-    bridge *b = bridge_new(opts, ctx, 1);
+    bridge *b = weft__bridge_new(opts, ctx, 1);
     if (!b) return NULL;
     weft_chan_retain(from);
     b->in = from;
     b->in_size = weft_chan_elem_size(from);
-    if (bridge_connect(b, nng_push0_open, send_on_pipe, 0, false) != 0 ||
-        bridge_start(b, send_body) != 0) {
-        bridge_free(b);
+    if (weft__bridge_connect(b, nng_push0_open, send_on_pipe, 0, false) != 0 ||
+        weft__bridge_start(b, send_body) != 0) {
+        weft__bridge_free(b);
         errno = EIO;
         return NULL;
     }
@@ -257,11 +265,30 @@ static bool all_ended(bridge *b) {
     if (b->opts.senders > 0) return b->ended >= (uint64_t)b->opts.senders;
     if (b->ended == 0) return false;
     for (int i = 0; i < b->npeers; i++)
-        if (!b->peer_list[i].ended && !b->peer_list[i].removed) return false;
+        if (!b->peer_list[i].ended && !b->peer_list[i].removed) {
+            return false;
+        }
     return true;
 }
 
 enum { GO_ON = 0, FINISHED = 1, STOP = -1 };
+
+/* Whether stream id ended before; if not, remember that it has now
+ * (under mu). A sender's END may come twice: once on a connection that
+ * then closed, once more on the one its dialer made meanwhile. */
+static bool stream_ended_before(bridge *b, uint64_t id) {
+    for (int i = 0; i < b->nended_ids; i++)
+        if (b->ended_ids[i] == id) return true;
+    if (b->nended_ids == b->ended_cap) {
+        int cap = b->ended_cap ? 2 * b->ended_cap : 8;
+        uint64_t *ids = realloc(b->ended_ids, (size_t)cap * sizeof *ids);
+        if (!ids) return false;
+        b->ended_ids = ids;
+        b->ended_cap = cap;
+    }
+    b->ended_ids[b->nended_ids++] = id;
+    return false;
+}
 
 /* Judge the removed connections once the queue is drained (under mu):
  * a sender gone before END breaks the stream. */
@@ -292,7 +319,7 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
     uint32_t id = (uint32_t)nng_pipe_id(pipe);
     frame f;
     frame_reject why =
-        bridge_take(b->has_codec ? &b->codec : NULL, b->out_size, msg, elem, &f);
+        weft__bridge_take(b->has_codec ? &b->codec : NULL, b->out_size, msg, elem, &f);
     nng_msg_free(msg);
     if (why == FRAME_OK && f.kind == FRAME_ERROR) why = FRAME_KIND;
     if (why != FRAME_OK) {
@@ -300,8 +327,8 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
                                (uint32_t)(b->has_codec ? b->codec.max_size : b->out_size),
                                b->has_codec};
         char what[200];
-        frame_describe(why, &f, &expect, what, sizeof what);
-        bridge_note_reject(b, what);
+        weft__frame_describe(why, &f, &expect, what, sizeof what);
+        weft__bridge_note_reject(b, what);
         pthread_mutex_lock(&b->mu);
         peer *p = find_peer(b, id);
         bool sender = p && p->valid;
@@ -309,8 +336,8 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
         *cached = 0;
         pthread_mutex_unlock(&b->mu);
         nng_pipe_close(pipe);
-        if (frame_is_mismatch(why) || sender) {
-            bridge_fail(b, WEFT_NNG_EPROTO, "weft_nng: a sender on %s: %s", b->url, what);
+        if (weft__frame_is_mismatch(why) || sender) {
+            weft__bridge_fail(b, WEFT_NNG_EPROTO, "weft_nng: a sender on %s: %s", b->url, what);
             return STOP;
         }
         return GO_ON;
@@ -323,7 +350,7 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
             p->valid = true;
             p->ended = true;
         }
-        b->ended++;
+        if (!stream_ended_before(b, f.stream)) b->ended++; /* its END again, on a new pipe */
         *cached = 0;
         bool done = all_ended(b);
         pthread_mutex_unlock(&b->mu);
@@ -341,9 +368,9 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
     int rc = weft_chan_send_ctx(b->out, elem, b->ctx);
     if (rc != 0) {
         if (rc == WEFT_ECLOSED)
-            bridge_fail(b, WEFT_EINVAL, "weft_nng: the receiving channel was closed by someone else");
+            weft__bridge_fail(b, WEFT_EINVAL, "weft_nng: the receiving channel was closed by someone else");
         else
-            bridge_stopped(b);
+            weft__bridge_stopped(b);
         return STOP;
     }
     atomic_store_explicit(&s->values, atomic_load_explicit(&s->values, memory_order_relaxed) + 1,
@@ -355,7 +382,7 @@ static void recv_body(bridge_slot *s) {
     bridge *b = s->b;
     unsigned char *elem = malloc(b->out_size ? b->out_size : 1);
     if (!elem) {
-        bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
+        weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
         return;
     }
     io_op op = {b->sock, NULL};
@@ -376,22 +403,22 @@ static void recv_body(bridge_slot *s) {
             cached = 0;
             state = judge_removals(b, why, sizeof why);
             pthread_mutex_unlock(&b->mu);
-            if (state == STOP) bridge_fail(b, WEFT_NNG_ECONNRESET, "%s", why);
+            if (state == STOP) weft__bridge_fail(b, WEFT_NNG_ECONNRESET, "%s", why);
             continue;
         }
-        int rc = bridge_run_aio(s, start_recv, &op);
+        int rc = weft__bridge_run_aio(s, start_recv, &op);
         if (rc == NNG_ECANCELED || rc == NNG_ETIMEDOUT) {
-            if (bridge_stopping(b)) {
-                bridge_stopped(b);
+            if (weft__bridge_stopping(b)) {
+                weft__bridge_stopped(b);
                 break;
             }
             continue; /* a removal to judge */
         }
         if (rc != 0) {
-            if (bridge_stopping(b))
-                bridge_stopped(b);
+            if (weft__bridge_stopping(b))
+                weft__bridge_stopped(b);
             else
-                bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: receiving on %s: %s", b->url,
+                weft__bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: receiving on %s: %s", b->url,
                             nng_strerror(rc));
             break;
         }
@@ -402,27 +429,27 @@ static void recv_body(bridge_slot *s) {
 
 weft_nng_bridge *weft_nng_stream_recv(weft_chan *to, const weft_nng_opts *opts, weft_ctx *ctx) {
     if (!to) {
-        bridge_last_error("weft_nng_stream_recv: no channel");
+        weft__bridge_last_error("weft_nng_stream_recv: no channel");
         errno = EINVAL;
         return NULL;
     }
     if (opts && opts->senders < 0) {
-        bridge_last_error("weft_nng_stream_recv: senders < 0");
+        weft__bridge_last_error("weft_nng_stream_recv: senders < 0");
         errno = EINVAL;
         return NULL;
     }
-    bridge *b = bridge_new(opts, ctx, 1);
+    bridge *b = weft__bridge_new(opts, ctx, 1);
     if (!b) return NULL;
     weft_chan_retain(to);
     b->out = to;
     b->out_size = weft_chan_elem_size(to);
     size_t max_body = b->has_codec ? b->codec.max_size : b->out_size;
-    if (bridge_connect(b, nng_pull0_open, recv_on_pipe, max_body < 256 ? 256 : max_body, true) !=
+    if (weft__bridge_connect(b, nng_pull0_open, recv_on_pipe, max_body < 256 ? 256 : max_body, true) !=
             0 ||
-        bridge_start(b, recv_body) != 0) {
+        weft__bridge_start(b, recv_body) != 0) {
         b->out = NULL;
         weft_chan_release(to);
-        bridge_free(b);
+        weft__bridge_free(b);
         errno = EIO;
         return NULL;
     }
