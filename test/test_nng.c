@@ -771,6 +771,12 @@ static void bounce(void *arg) {
 }
 
 START_TEST(test_fork_after_bridges_leaves_weft_working_in_the_child) {
+#if defined(UNDER_TSAN) || defined(UNDER_ASAN)
+    /* ThreadSanitizer cannot follow a fork of a threaded process; gcc 12's
+     * ASan allocator is not fork-safe (an NNG thread inside it at the fork
+     * leaves its lock held for the child's new goroutine: test_fork.c). */
+    return;
+#endif
     weft_chan *to = weft_chan_make(sizeof(uint64_t), 1);
     weft_nng_opts opts = opts_for("inproc://weft-fork", true);
     weft_nng_bridge *b = weft_nng_stream_recv(to, &opts, NULL);
@@ -783,12 +789,15 @@ START_TEST(test_fork_after_bridges_leaves_weft_working_in_the_child) {
         weft_chan *ch = weft_chan_make(sizeof(int), 0);
         int v = 0;
         if (!ch || weft_go(bounce, ch) != 0) _exit(1);
-        if (weft_chan_recv_until(ch, &v, weft_deadline(WEFT_SEC(5))) != 0 || v != 1) _exit(2);
+        int rc = weft_chan_recv_until(ch, &v, weft_deadline(WEFT_SEC(5)));
+        if (rc != 0) _exit(10 - rc);
+        if (v != 1) _exit(3);
         _exit(0);
     }
     int status;
     ck_assert_int_eq(waitpid(child, &status, 0), child);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d)", status,
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     weft_nng_release(b);
     weft_chan_release(to);
 }

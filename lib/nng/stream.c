@@ -123,11 +123,12 @@ static void send_end(bridge_slot *s, uint64_t count) {
                 bool first = removals_seen == 0;
                 removals_seen = b->removed_after_end;
                 if (first && b->dialing) {
-                    /* The receiver took END: dial no more (its pipe is gone,
-                     * and a new one would only be handed END again). */
+                    /* A dialer has one connection at a time: the receiver
+                     * took END. Dial no more (a new connection would only be
+                     * handed END again). */
                     pthread_mutex_unlock(&b->mu);
                     nng_dialer_close(b->dialer);
-                    pthread_mutex_lock(&b->mu);
+                    return;
                 }
                 if (b->pipes == 0) {
                     pthread_mutex_unlock(&b->mu);
