@@ -9,6 +9,9 @@
 #           (weft::weft) and app_cxx, run; the version file's answers
 #           (cmake/version.cmake); `man 3 weft_chan_send` with
 #           MANPATH=PREFIX/share/man
+#           When the optional NNG module is installed (weft-nng.pc):
+#           hello_nng.c with `pkg-config --cflags --libs weft-nng` and the
+#           CMake consumer's app_nng (weft::nng), run
 #   static  hello.c with `pkg-config --static ...` and -static, checked to
 #           need no libweft.so, run; the CMake consumer's app_static
 #           (weft::weft_static), checked and run
@@ -121,6 +124,7 @@ cmake_consumer() {
     fi
     local targets=(app)
     grep -q 'no C++ compiler' "$build.log" || targets+=(app_cxx)
+    ! grep -q 'weft::nng found' "$build.log" || targets+=(app_nng)
     cmake --build "$build" --target "${targets[@]}" >>"$build.log" 2>&1 ||
         { cat "$build.log" >&2; die "cmake could not build ${targets[*]}"; }
     needs_libweft_so "$build/app" || die "app (weft::weft) does not link libweft.so"
@@ -131,6 +135,21 @@ cmake_consumer() {
     done
     cmake -DCONFIG_DIR="$moved/lib/cmake/weft" -P "$here/cmake/version.cmake" |
         sed 's/^-- /install-check: cmake: /'
+}
+
+# The optional NNG module, when it is installed.
+pkg_config_nng() {
+    if ! "$PKG_CONFIG" --exists weft-nng; then
+        say "SKIPPED the NNG module's consumer: weft-nng is not installed (NNG was not found)"
+        return 0
+    fi
+    local flags=()
+    read -r -a flags <<<"$("$PKG_CONFIG" --cflags --libs weft-nng)"
+    say "pkg-config --cflags --libs weft-nng: ${flags[*]}"
+    "$CC" -std=c11 "${warnings[@]}" -o "$work/hello-nng" "$here/hello_nng.c" "${flags[@]}"
+    readelf -d "$work/hello-nng" | grep -q 'NEEDED.*\[libweft-nng\.so\.0\]' ||
+        die "hello-nng does not link libweft-nng.so.0"
+    run_expect_ok LD_LIBRARY_PATH="$prefix/lib" "$work/hello-nng"
 }
 
 cmake_part() {
@@ -165,6 +184,7 @@ esac
 if [ "$mode" != static ]; then
     pkg_config_shared
     pkg_config_cxx
+    pkg_config_nng
     cmake_part shared
     man_part
 fi
