@@ -145,10 +145,10 @@ static int produce(const char *url, long count, const pid_t *pids, int npids) {
     int rc = weft_nng_wait(b, WEFT_FOREVER);
     long missing = 0;
     for (long i = 0; i < count; i++) missing += !seen[i];
-    for (int k = 0; k < nby; k++)
-        printf("worker %d: %ld results\n", (int)by[k].pid, by[k].results);
-    printf("%ld results for %ld jobs (%ld missing, %ld twice) in %.2f s; longest chain %llu steps\n",
-           got, count, missing, twice, seconds, (unsigned long long)longest);
+    for (int k = 0; k < nby; k++) printf("worker %d: %ld results\n", (int)by[k].pid, by[k].results);
+    printf(
+        "%ld results for %ld jobs (%ld missing, %ld twice) in %.2f s; longest chain %llu steps\n",
+        got, count, missing, twice, seconds, (unsigned long long)longest);
     if (rc != 0) printf("bridge: %s\n", weft_nng_text(b));
     weft_nng_release(b);
     weft_chan_release(jobs);

@@ -231,8 +231,7 @@ static void stream_run(const char *url, int n, long count, int expect_senders) {
     ck_assert_uint_eq(stats.ended, (uint64_t)n);
     ck_assert_uint_eq(stats.rejected, 0);
     for (int i = 0; i < n; i++) {
-        ck_assert_msg(weft_nng_wait(sb[i], weft_deadline(FINISH)) == 0, "%s",
-                      weft_nng_text(sb[i]));
+        ck_assert_msg(weft_nng_wait(sb[i], weft_deadline(FINISH)) == 0, "%s", weft_nng_text(sb[i]));
         weft_nng_get_stats(sb[i], &stats);
         ck_assert_uint_eq(stats.values, (uint64_t)count);
         weft_nng_release(sb[i]);
@@ -313,8 +312,9 @@ START_TEST(test_stream_size_mismatch_is_an_error_at_both_ends) {
     char value[16] = {1};
     ck_assert_int_eq(weft_chan_send(from, value), 0);
     ck_assert_int_eq(weft_nng_wait(rb, weft_deadline(FINISH)), WEFT_NNG_EPROTO);
-    ck_assert_msg(strstr(weft_nng_text(rb), "element size mismatch: the peer's values are 16 bytes, "
-                                            "this end's 8"),
+    ck_assert_msg(strstr(weft_nng_text(rb),
+                         "element size mismatch: the peer's values are 16 bytes, "
+                         "this end's 8"),
                   "%s", weft_nng_text(rb));
     uint64_t got;
     ck_assert_int_eq(weft_chan_recv_until(to, &got, weft_deadline(FINISH)), WEFT_ECLOSED);
@@ -551,7 +551,8 @@ START_TEST(test_jobs_inproc_every_job_gets_its_result) {
     long count = scaled(2000);
     weft_nng_opts wopts = opts_for("inproc://weft-jobs", true);
     wopts.workers = 4;
-    weft_nng_bridge *serve = weft_nng_serve(sizeof(job), sizeof(result), square, NULL, &wopts, NULL);
+    weft_nng_bridge *serve =
+        weft_nng_serve(sizeof(job), sizeof(result), square, NULL, &wopts, NULL);
     ck_assert_msg(serve != NULL, "%s", weft_nng_last_error());
     weft_chan *jobs = weft_chan_make(sizeof(job), 16);
     weft_chan *results = weft_chan_make(sizeof(result), 16);
@@ -700,8 +701,7 @@ START_TEST(test_cancel_stops_every_bridge_promptly) {
     weft_nng_bridge *bridges[5] = {
         weft_nng_stream_send(a, &o1, ctx), weft_nng_stream_recv(b, &o2, ctx),
         weft_nng_jobs(c, d, &o3, ctx),
-        weft_nng_serve(sizeof(job), sizeof(result), square, NULL, &o4, ctx),
-        NULL};
+        weft_nng_serve(sizeof(job), sizeof(result), square, NULL, &o4, ctx), NULL};
     weft_chan *e = weft_chan_make(sizeof(uint64_t), 1);
     weft_nng_opts o5 = opts_for("inproc://weft-blocked", false);
     bridges[4] = weft_nng_stream_send(e, &o5, ctx);
@@ -796,18 +796,18 @@ START_TEST(test_fork_after_bridges_leaves_weft_working_in_the_child) {
     }
     int status;
     ck_assert_int_eq(waitpid(child, &status, 0), child);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d)", status,
-                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d (exit %d)",
+                  status, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     weft_nng_release(b);
     weft_chan_release(to);
 }
 END_TEST
 
 /* NNG_TEST=name runs only the test of that name (while working on one). */
-#define add_test(tc, fn)                                                     \
-    do {                                                                     \
-        const char *only_ = getenv("NNG_TEST");                              \
-        if (!only_ || strcmp(only_, #fn) == 0) tcase_add_test(tc, fn);       \
+#define add_test(tc, fn)                                               \
+    do {                                                               \
+        const char *only_ = getenv("NNG_TEST");                        \
+        if (!only_ || strcmp(only_, #fn) == 0) tcase_add_test(tc, fn); \
     } while (0)
 
 static Suite *nng_suite(void) {
@@ -824,8 +824,7 @@ static Suite *nng_suite(void) {
     add_test(streams, test_stream_size_mismatch_is_an_error_at_both_ends);
     add_test(streams, test_stream_garbled_frames_are_counted_and_rejected);
     add_test(streams, test_stream_codec_carries_values_with_pointers);
-    add_test(streams,
-                   test_stream_sender_killed_mid_stream_is_an_error_losing_at_most_the_window);
+    add_test(streams, test_stream_sender_killed_mid_stream_is_an_error_losing_at_most_the_window);
     TCase *jobs = new_case(suite, "jobs");
     add_test(jobs, test_jobs_inproc_every_job_gets_its_result);
     add_test(jobs, test_jobs_size_mismatch_is_an_error_at_both_ends);

@@ -173,7 +173,8 @@ static void feed(void *arg) {
 
 static double jobs_rate(const char *url, long n, bool remote) {
     enum { WORKERS = 4 };
-    weft_chan *jobs = weft_chan_make(sizeof(job), 256), *results = weft_chan_make(sizeof(result), 256);
+    weft_chan *jobs = weft_chan_make(sizeof(job), 256),
+              *results = weft_chan_make(sizeof(result), 256);
     weft_nng_bridge *serve = NULL, *jb = NULL;
     weft_wg wg = WEFT_WG_INIT;
     local_worker w = {jobs, results};
@@ -207,8 +208,10 @@ static double jobs_rate(const char *url, long n, bool remote) {
 
 int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--count") == 0) count = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--count") == 0)
+            count = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--rounds") == 0)
+            rounds = atoi(argv[i + 1]);
     }
     if (count < 2 || rounds < 1) {
         fprintf(stderr, "usage: nng_bench [--count N] [--rounds R]\n");

@@ -80,17 +80,17 @@ typedef struct {
 
 /* Options of every bridge. Zero fields take their defaults. */
 typedef struct {
-    const char *url;   /* required: tcp://host:port, ipc:///path, inproc://name, ... */
-    bool listen;       /* listen on url (default: dial it, retrying until it answers) */
-    int senders;       /* stream_recv: close after this many senders have ended;
-                          0: once every connected sender has ended */
-    weft_time linger;  /* stream_send: how long to wait, after end-of-stream, for the
-                          receiver to take it (default 10 s) */
-    int buffer;        /* NNG_OPT_SENDBUF / NNG_OPT_RECVBUF in messages (default NNG's) */
-    int workers;       /* jobs: requests in flight (default 16); serve: goroutines (4) */
-    weft_time resend;  /* jobs: send a job again after this long without a result
-                          (NNG_OPT_REQ_RESENDTIME; default 60 s) */
-    const weft_nng_codec *codec;        /* stream values, jobs; NULL: raw bytes */
+    const char *url;             /* required: tcp://host:port, ipc:///path, inproc://name, ... */
+    bool listen;                 /* listen on url (default: dial it, retrying until it answers) */
+    int senders;                 /* stream_recv: close after this many senders have ended;
+                                    0: once every connected sender has ended */
+    weft_time linger;            /* stream_send: how long to wait, after end-of-stream, for the
+                                    receiver to take it (default 10 s) */
+    int buffer;                  /* NNG_OPT_SENDBUF / NNG_OPT_RECVBUF in messages (default NNG's) */
+    int workers;                 /* jobs: requests in flight (default 16); serve: goroutines (4) */
+    weft_time resend;            /* jobs: send a job again after this long without a result
+                                    (NNG_OPT_REQ_RESENDTIME; default 60 s) */
+    const weft_nng_codec *codec; /* stream values, jobs; NULL: raw bytes */
     const weft_nng_codec *result_codec; /* jobs' results; NULL: raw bytes */
 } weft_nng_opts;
 
@@ -152,8 +152,8 @@ typedef void (*weft_nng_job_fn)(const void *job, void *result, void *arg);
  * is counted and answered with an error the producer reports. Runs until
  * ctx ends (then finishes with WEFT_ECANCELED) or an NNG error. Errors as
  * for weft_nng_stream_send. */
-weft_nng_bridge *weft_nng_serve(size_t job_size, size_t result_size, weft_nng_job_fn fn,
-                                void *arg, const weft_nng_opts *opts, weft_ctx *ctx);
+weft_nng_bridge *weft_nng_serve(size_t job_size, size_t result_size, weft_nng_job_fn fn, void *arg,
+                                const weft_nng_opts *opts, weft_ctx *ctx);
 
 /* Wait until bridge b finishes or deadline passes (WEFT_FOREVER: no
  * limit). Returns the bridge's result: 0 (its work is done),
@@ -171,7 +171,9 @@ weft_chan *weft_nng_done(weft_nng_bridge *b);
 
 /* What went wrong, in words ("weft_nng: ..."), or "" while nothing has;
  * the first error is kept. A rejected frame is described here even when
- * it did not stop the bridge. Valid until weft_nng_release. */
+ * it did not stop the bridge. The text may still change while the bridge
+ * runs: read it once weft_nng_wait has returned its result. Valid until
+ * weft_nng_release. */
 const char *weft_nng_text(weft_nng_bridge *b);
 
 /* Copy the bridge's counters into *out. Never blocks for long. */

@@ -26,8 +26,8 @@ static uint64_t new_stream_id(void) {
     static _Atomic uint64_t counter;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    uint64_t x = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^
-                 ((uint64_t)getpid() << 40) ^ atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15u;
+    uint64_t x = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+                 atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15u;
     x ^= x >> 31;
     x *= 0xbf58476d1ce4e5b9u;
     return x ^ (x >> 29);
@@ -120,8 +120,8 @@ static void find_bound_url(bridge *b) {
     if (n < 0 || (size_t)n >= len) snprintf(buf, len, "%s", b->url);
 }
 
-int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
-                   bool receives) {
+int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe,
+                         size_t max_body, bool receives) {
     int rc = open_fn(&b->sock);
     if (rc != 0) {
         weft__bridge_last_error("weft_nng: cannot open a socket: %s", nng_strerror(rc));
@@ -147,7 +147,7 @@ int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on
     }
     if (rc != 0) {
         weft__bridge_last_error("weft_nng: cannot %s %s: %s", b->opts.listen ? "listen on" : "dial",
-                          b->url, nng_strerror(rc));
+                                b->url, nng_strerror(rc));
         return -1;
     }
     find_bound_url(b);
@@ -210,7 +210,8 @@ int weft__bridge_start(bridge *b, void (*body)(bridge_slot *)) {
             b->running--;
             pthread_mutex_unlock(&b->mu);
             /* The slots started stop; the bridge reports the failure. */
-            weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: cannot start the bridge's goroutine %d", i);
+            weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: cannot start the bridge's goroutine %d",
+                              i);
             break;
         }
     }
@@ -301,7 +302,7 @@ int weft__bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void 
 }
 
 nng_msg *weft__bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
-                        size_t elem_size, uint64_t seq) {
+                              size_t elem_size, uint64_t seq) {
     size_t cap = kind != FRAME_DATA ? 0 : codec ? codec->max_size : elem_size;
     nng_msg *m;
     if (nng_msg_alloc(&m, FRAME_HEADER + cap) != 0) return NULL;
@@ -323,8 +324,8 @@ nng_msg *weft__bridge_message(bridge *b, int kind, const weft_nng_codec *codec, 
     return m;
 }
 
-frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
-                         frame *f) {
+frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg,
+                               void *elem, frame *f) {
     frame_expect expect = {(uint32_t)elem_size, (uint32_t)(codec ? codec->max_size : elem_size),
                            codec != NULL};
     if (expect.max_body < 256) expect.max_body = 256; /* room for an ERROR frame's words */

@@ -96,8 +96,8 @@ bridge *weft__bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots
 /* Open the socket with open_fn, set its options, register the pipe
  * callback (NULL: none), dial or listen. 0, or -1 with the last error set
  * (and the bridge still to be freed by bridge_free). */
-int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe, size_t max_body,
-                   bool receives);
+int weft__bridge_connect(bridge *b, int (*open_fn)(nng_socket *), nng_pipe_cb on_pipe,
+                         size_t max_body, bool receives);
 
 /* Start slot i's goroutine running body; then the bridge is live. 0 or -1
  * (errno, last error). */
@@ -108,7 +108,8 @@ void weft__bridge_free(bridge *b);
 
 /* Record err with a message (printf-style), unless a result is already
  * recorded, then stop the bridge. */
-void weft__bridge_fail(bridge *b, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void weft__bridge_fail(bridge *b, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Record a rejected frame's description (the first kept in text when no
  * error is); under no lock. */
@@ -122,12 +123,12 @@ int weft__bridge_run_aio(bridge_slot *s, void (*start)(void *, nng_aio *), void 
 /* The frame of value elem (elem_size bytes, through codec if any) as a new
  * message; NULL when the codec refuses it or memory runs out. */
 nng_msg *weft__bridge_message(bridge *b, int kind, const weft_nng_codec *codec, const void *elem,
-                        size_t elem_size, uint64_t seq);
+                              size_t elem_size, uint64_t seq);
 
 /* Decode msg against the element size and codec into elem (when DATA):
  * FRAME_OK, or why it is rejected; *f describes it. */
-frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg, void *elem,
-                         frame *f);
+frame_reject weft__bridge_take(const weft_nng_codec *codec, size_t elem_size, nng_msg *msg,
+                               void *elem, frame *f);
 
 /* Set the calling thread's last error (weft_nng_last_error). */
 void weft__bridge_last_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -34,7 +34,7 @@ unsigned weft__frame_host_order(void) {
 }
 
 void weft__frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
-                  uint32_t body_len, uint64_t stream, uint64_t seq) {
+                        uint32_t body_len, uint64_t stream, uint64_t seq) {
     memcpy(out, magic, 4);
     out[4] = FRAME_VERSION;
     out[5] = (unsigned char)kind;
@@ -81,13 +81,18 @@ bool weft__frame_is_mismatch(frame_reject why) {
 }
 
 void weft__frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
-                    size_t len) {
+                          size_t len) {
     switch (why) {
     case FRAME_OK: snprintf(buf, len, "a valid frame"); break;
-    case FRAME_SHORT: snprintf(buf, len, "a frame shorter than the %d-byte header", FRAME_HEADER); break;
-    case FRAME_MAGIC: snprintf(buf, len, "not a weft frame (is another program on this address?)"); break;
+    case FRAME_SHORT:
+        snprintf(buf, len, "a frame shorter than the %d-byte header", FRAME_HEADER);
+        break;
+    case FRAME_MAGIC:
+        snprintf(buf, len, "not a weft frame (is another program on this address?)");
+        break;
     case FRAME_VERSION_MISMATCH:
-        snprintf(buf, len, "a frame of another weft wire version (this end speaks %d)", FRAME_VERSION);
+        snprintf(buf, len, "a frame of another weft wire version (this end speaks %d)",
+                 FRAME_VERSION);
         break;
     case FRAME_KIND: snprintf(buf, len, "a frame of unknown kind %d", f->kind); break;
     case FRAME_FLAGS: snprintf(buf, len, "a frame with unknown flags 0x%x", f->flags); break;
@@ -108,7 +113,8 @@ void weft__frame_describe(frame_reject why, const frame *f, const frame_expect *
                  (unsigned long)f->elem_size, (unsigned long)expect->elem_size);
         break;
     case FRAME_ORDER_MISMATCH:
-        snprintf(buf, len, "byte order mismatch: the peer is %s-endian, this end %s-endian (use a codec)",
+        snprintf(buf, len,
+                 "byte order mismatch: the peer is %s-endian, this end %s-endian (use a codec)",
                  (f->flags & FRAME_BIG_ENDIAN) ? "big" : "little",
                  weft__frame_host_order() ? "big" : "little");
         break;

@@ -52,18 +52,18 @@ typedef struct {
 /* Why a frame was rejected; FRAME_OK when it was not. */
 typedef enum {
     FRAME_OK = 0,
-    FRAME_SHORT,     /* fewer bytes than a header */
-    FRAME_MAGIC,     /* not a weft frame */
+    FRAME_SHORT, /* fewer bytes than a header */
+    FRAME_MAGIC, /* not a weft frame */
     FRAME_VERSION_MISMATCH,
-    FRAME_KIND,      /* an unknown kind */
-    FRAME_FLAGS,     /* unknown flags */
-    FRAME_TRUNCATED, /* fewer bytes than the header announces */
-    FRAME_TRAILING,  /* more bytes than the header announces */
-    FRAME_OVERSIZED, /* a body larger than the receiver takes */
-    FRAME_SIZE_MISMATCH, /* another element size */
+    FRAME_KIND,           /* an unknown kind */
+    FRAME_FLAGS,          /* unknown flags */
+    FRAME_TRUNCATED,      /* fewer bytes than the header announces */
+    FRAME_TRAILING,       /* more bytes than the header announces */
+    FRAME_OVERSIZED,      /* a body larger than the receiver takes */
+    FRAME_SIZE_MISMATCH,  /* another element size */
     FRAME_ORDER_MISMATCH, /* another byte order */
     FRAME_CODEC_MISMATCH, /* encoded at one end only */
-    FRAME_BAD_BODY,  /* a body of the wrong length for its kind */
+    FRAME_BAD_BODY,       /* a body of the wrong length for its kind */
 } frame_reject;
 
 /* This host's byte-order flag (0 or FRAME_BIG_ENDIAN). */
@@ -71,7 +71,7 @@ unsigned weft__frame_host_order(void);
 
 /* Write a header into out[FRAME_HEADER]. */
 void weft__frame_header(unsigned char *out, int kind, unsigned flags, uint32_t elem_size,
-                  uint32_t body_len, uint64_t stream, uint64_t seq);
+                        uint32_t body_len, uint64_t stream, uint64_t seq);
 
 /* Decode len bytes at buf into *f against *expect; FRAME_OK or why not.
  * Reads no byte outside buf[0..len). On FRAME_OK, f->body points at
@@ -85,6 +85,6 @@ bool weft__frame_is_mismatch(frame_reject why);
 /* Describe a rejection in words, with the figures of *f and *expect
  * where they matter, into buf (at most len bytes, NUL-terminated). */
 void weft__frame_describe(frame_reject why, const frame *f, const frame_expect *expect, char *buf,
-                    size_t len);
+                          size_t len);
 
 #endif

@@ -76,7 +76,8 @@ static void jobs_body(bridge_slot *s) {
         ctx_op op = {s->nctx, weft__bridge_message(b, FRAME_DATA, codec, job, b->in_size, n)};
         if (!op.msg) {
             weft__bridge_fail(b, codec ? WEFT_EINVAL : WEFT_ENOMEM,
-                        codec ? "weft_nng: the codec refused a job" : "weft_nng: out of memory");
+                              codec ? "weft_nng: the codec refused a job"
+                                    : "weft_nng: out of memory");
             break;
         }
         rc = weft__bridge_run_aio(s, start_ctx_send, &op);
@@ -96,7 +97,7 @@ static void jobs_body(bridge_slot *s) {
         if (why == FRAME_OK && f.kind == FRAME_ERROR) {
             int len = f.body_len > 200 ? 200 : (int)f.body_len;
             weft__bridge_fail(b, WEFT_NNG_EPROTO, "weft_nng: a worker at %s refused a job: %.*s",
-                        b->url, len, (const char *)f.body);
+                              b->url, len, (const char *)f.body);
             nng_msg_free(reply);
             break;
         }
@@ -107,7 +108,7 @@ static void jobs_body(bridge_slot *s) {
             weft__frame_describe(why, &f, &expect, what, sizeof what);
             weft__bridge_note_reject(b, what);
             weft__bridge_fail(b, WEFT_NNG_EPROTO, "weft_nng: a worker at %s sent a result: %s",
-                        b->url, what);
+                              b->url, what);
             nng_msg_free(reply);
             break;
         }
@@ -115,7 +116,8 @@ static void jobs_body(bridge_slot *s) {
         rc = weft_chan_send_ctx(b->out, result, b->ctx);
         if (rc != 0) {
             if (rc == WEFT_ECLOSED)
-                weft__bridge_fail(b, WEFT_EINVAL, "weft_nng: the results channel was closed by someone else");
+                weft__bridge_fail(b, WEFT_EINVAL,
+                                  "weft_nng: the results channel was closed by someone else");
             else
                 weft__bridge_stopped(b);
             break;
@@ -166,8 +168,8 @@ static void reply_error(bridge_slot *s, const char *what) {
     nng_msg *m;
     if (nng_msg_alloc(&m, FRAME_HEADER + len) != 0) return;
     unsigned char *p = nng_msg_body(m);
-    weft__frame_header(p, FRAME_ERROR, weft__frame_host_order(), (uint32_t)b->in_size, (uint32_t)len,
-                 b->stream_id, 0);
+    weft__frame_header(p, FRAME_ERROR, weft__frame_host_order(), (uint32_t)b->in_size,
+                       (uint32_t)len, b->stream_id, 0);
     memcpy(p + FRAME_HEADER, what, len);
     ctx_op op = {s->nctx, m};
     if (weft__bridge_run_aio(s, start_ctx_send, &op) != 0) nng_msg_free(m);
@@ -228,8 +230,8 @@ out:
     free(result);
 }
 
-weft_nng_bridge *weft_nng_serve(size_t job_size, size_t result_size, weft_nng_job_fn fn,
-                                void *arg, const weft_nng_opts *opts, weft_ctx *ctx) {
+weft_nng_bridge *weft_nng_serve(size_t job_size, size_t result_size, weft_nng_job_fn fn, void *arg,
+                                const weft_nng_opts *opts, weft_ctx *ctx) {
     if (!fn || (opts && opts->workers < 0) || job_size > FRAME_MAX_BODY ||
         result_size > FRAME_MAX_BODY) {
         weft__bridge_last_error("weft_nng_serve: no function, or a bad size or option");

@@ -66,10 +66,11 @@ static void send_on_pipe(nng_pipe pipe, nng_pipe_ev ev, void *arg) {
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     if (lost)
-        weft__bridge_fail(b, WEFT_NNG_ECONNRESET,
-                    "weft_nng: the receiver at %s hung up before end-of-stream (it went away, or it "
-                    "rejected this end's values: see its error); values in flight are lost",
-                    b->url);
+        weft__bridge_fail(
+            b, WEFT_NNG_ECONNRESET,
+            "weft_nng: the receiver at %s hung up before end-of-stream (it went away, or it "
+            "rejected this end's values: see its error); values in flight are lost",
+            b->url);
 }
 
 /* Send one message, freeing it unless it was sent. 0, or -1 (recorded). */
@@ -77,16 +78,18 @@ static int send_frame(bridge_slot *s, nng_msg *msg, weft_time timeout) {
     bridge *b = s->b;
     io_op op = {b->sock, msg};
     nng_aio_set_timeout(s->aio, timeout == WEFT_FOREVER ? NNG_DURATION_INFINITE
-                                                         : (nng_duration)(timeout / 1000000));
+                                                        : (nng_duration)(timeout / 1000000));
     int rc = weft__bridge_run_aio(s, start_send, &op);
     if (rc == 0) return 0;
     nng_msg_free(msg);
     if (rc == NNG_ECANCELED || rc == NNG_ECLOSED) {
         weft__bridge_stopped(b);
     } else if (rc == NNG_ETIMEDOUT) {
-        weft__bridge_fail(b, WEFT_ETIMEDOUT, "weft_nng: no receiver took end-of-stream at %s", b->url);
+        weft__bridge_fail(b, WEFT_ETIMEDOUT, "weft_nng: no receiver took end-of-stream at %s",
+                          b->url);
     } else {
-        weft__bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: sending to %s: %s", b->url, nng_strerror(rc));
+        weft__bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: sending to %s: %s", b->url,
+                          nng_strerror(rc));
     }
     return -1;
 }
@@ -100,7 +103,7 @@ static void send_end(bridge_slot *s, uint64_t count) {
     b->ending = true;
     pthread_mutex_unlock(&b->mu);
     uint64_t removals_seen = 0;
-    for (bool send = true;; ) {
+    for (bool send = true;;) {
         if (send) {
             nng_msg *end = weft__bridge_message(b, FRAME_END, NULL, NULL, b->in_size, count);
             if (!end) {
@@ -111,7 +114,7 @@ static void send_end(bridge_slot *s, uint64_t count) {
             if (left <= 0 || send_frame(s, end, left) != 0) {
                 if (left <= 0)
                     weft__bridge_fail(b, WEFT_ETIMEDOUT,
-                                "weft_nng: no receiver took end-of-stream at %s", b->url);
+                                      "weft_nng: no receiver took end-of-stream at %s", b->url);
                 return;
             }
         }
@@ -156,9 +159,9 @@ static void send_end(bridge_slot *s, uint64_t count) {
             return;
         }
         if (!send) {
-            weft__bridge_fail(b, WEFT_ETIMEDOUT,
-                        "weft_nng: the receiver at %s did not take end-of-stream within linger",
-                        b->url);
+            weft__bridge_fail(
+                b, WEFT_ETIMEDOUT,
+                "weft_nng: the receiver at %s did not take end-of-stream within linger", b->url);
             return;
         }
     }
@@ -186,9 +189,9 @@ static void send_body(bridge_slot *s) {
         nng_msg *msg = weft__bridge_message(b, FRAME_DATA, codec, elem, b->in_size, seq);
         if (!msg) {
             weft__bridge_fail(b, codec ? WEFT_EINVAL : WEFT_ENOMEM,
-                        codec ? "weft_nng: the codec refused value %llu"
-                              : "weft_nng: out of memory (value %llu)",
-                        (unsigned long long)seq);
+                              codec ? "weft_nng: the codec refused value %llu"
+                                    : "weft_nng: out of memory (value %llu)",
+                              (unsigned long long)seq);
             break;
         }
         if (send_frame(s, msg, WEFT_FOREVER) != 0) break;
@@ -369,7 +372,8 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
     int rc = weft_chan_send_ctx(b->out, elem, b->ctx);
     if (rc != 0) {
         if (rc == WEFT_ECLOSED)
-            weft__bridge_fail(b, WEFT_EINVAL, "weft_nng: the receiving channel was closed by someone else");
+            weft__bridge_fail(b, WEFT_EINVAL,
+                              "weft_nng: the receiving channel was closed by someone else");
         else
             weft__bridge_stopped(b);
         return STOP;
@@ -420,7 +424,7 @@ static void recv_body(bridge_slot *s) {
                 weft__bridge_stopped(b);
             else
                 weft__bridge_fail(b, WEFT_NNG_ENNG, "weft_nng: receiving on %s: %s", b->url,
-                            nng_strerror(rc));
+                                  nng_strerror(rc));
             break;
         }
         state = recv_frame(s, nng_aio_get_msg(s->aio), elem, &cached);
@@ -445,8 +449,8 @@ weft_nng_bridge *weft_nng_stream_recv(weft_chan *to, const weft_nng_opts *opts, 
     b->out = to;
     b->out_size = weft_chan_elem_size(to);
     size_t max_body = b->has_codec ? b->codec.max_size : b->out_size;
-    if (weft__bridge_connect(b, nng_pull0_open, recv_on_pipe, max_body < 256 ? 256 : max_body, true) !=
-            0 ||
+    if (weft__bridge_connect(b, nng_pull0_open, recv_on_pipe, max_body < 256 ? 256 : max_body,
+                             true) != 0 ||
         weft__bridge_start(b, recv_body) != 0) {
         b->out = NULL;
         weft_chan_release(to);

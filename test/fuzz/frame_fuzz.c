@@ -31,8 +31,8 @@ static void check(const uint8_t *data, size_t size, const frame_expect *expect) 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const frame_expect expects[] = {{8, 8, false}, {1024, 1024, false}, {16, 64, true},
-                                    {0, 256, false}};
+    const frame_expect expects[] = {
+        {8, 8, false}, {1024, 1024, false}, {16, 64, true}, {0, 256, false}};
     for (size_t i = 0; i < sizeof expects / sizeof expects[0]; i++) check(data, size, &expects[i]);
     return 0;
 }
