@@ -153,7 +153,7 @@ NNG_SHARED   := lib/libweft-nng.so lib/$(NNG_SONAME) $(NNG_SHARED_REAL)
 NNG_TESTS    := test/test_nng.c
 NNG_EXAMPLES := build/release/examples/distributed_pool
 NNG_BENCH    := build/release/bench/nng/nng_bench
-FORMAT_SRCS  += $(wildcard lib/nng/*.[ch] bench/nng/*.[ch])
+FORMAT_SRCS  += $(wildcard lib/nng/*.[ch])
 
 ifeq ($(HAVE_NNG),1)
 all: $(NNG_STATIC) $(NNG_SHARED) weft-nng.pc

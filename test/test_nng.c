@@ -168,7 +168,7 @@ static void *produce(void *arg) {
     producer_arg *p = arg;
     for (long i = 0; i < p->count; i++) {
         uint64_t v = p->base + (uint64_t)i;
-        WORKER_EXPECT(weft_chan_send_until(p->ch, &v, weft_deadline(WEFT_SEC(60))) == 0);
+        WORKER_EXPECT(weft_chan_send_until(p->ch, &v, weft_deadline(WEFT_SEC(20))) == 0);
     }
     weft_chan_close(p->ch);
     return NULL;
