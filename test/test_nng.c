@@ -686,6 +686,21 @@ START_TEST(test_jobs_three_worker_processes_one_killed_every_job_has_a_result) {
 }
 END_TEST
 
+/* The example spans processes: a producer and three workers it starts. */
+START_TEST(test_distributed_pool_example_gives_every_job_one_result) {
+    char program[PATH_MAX], command[PATH_MAX + 32], output[4096] = "";
+    built_program_path("build/release/examples/distributed_pool", program, sizeof program);
+    snprintf(command, sizeof command, "%s 3 300 2>/dev/null", program);
+    FILE *out = popen(command, "r");
+    ck_assert_ptr_nonnull(out);
+    size_t length = fread(output, 1, sizeof output - 1, out);
+    output[length] = '\0';
+    int status = pclose(out);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d: %s", status, output);
+    ck_assert_msg(strstr(output, "300 results for 300 jobs (0 missing, 0 twice)"), "%s", output);
+}
+END_TEST
+
 /* ---- Lifetimes */
 
 START_TEST(test_cancel_stops_every_bridge_promptly) {
@@ -829,6 +844,7 @@ static Suite *nng_suite(void) {
     add_test(jobs, test_jobs_inproc_every_job_gets_its_result);
     add_test(jobs, test_jobs_size_mismatch_is_an_error_at_both_ends);
     add_test(jobs, test_jobs_three_worker_processes_one_killed_every_job_has_a_result);
+    add_test(jobs, test_distributed_pool_example_gives_every_job_one_result);
     TCase *lifetimes = new_case(suite, "lifetimes");
     add_test(lifetimes, test_cancel_stops_every_bridge_promptly);
     add_test(lifetimes, test_release_stops_a_running_bridge);
