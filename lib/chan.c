@@ -672,26 +672,30 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
 }
 
 /* A ring operation that did not succeed at once: a try form makes one
- * exact attempt; a blocking one polls its slot a little while (see
- * ring_may_be_ready), then parks. */
+ * exact attempt; a blocking one polls its slot (see ring_may_be_ready)
+ * for as long as the thread's patience lasts (parker.h), unregistered so
+ * that a running partner keeps its fast path, then parks. */
 __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem,
                                              weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
     if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
     if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
+    weft__parker *self = weft__parker_self();
     int result;
-    for (weft__backoff backoff = {0};; weft__backoff_snooze(&backoff)) {
+    for (bool first = true; self && weft__parker_wait_awake(self, first); first = false) {
         if (ring_may_be_ready(channel, dir)) {
             result = weft__chan_try(channel, dir, elem, NULL);
-            if (result != WEFT_EAGAIN) return result;
+            if (result != WEFT_EAGAIN) goto out;
         }
-        if (weft__backoff_done(&backoff)) break;
     }
     weft_case only = {channel, dir, elem, 0};
     result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
                                dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
-    return result < 0 ? result : only.err;
+    if (result >= 0) result = only.err;
+out:
+    if (self) weft__parker_wait_done(self);
+    return result;
 }
 
 /* The uncontended ring operation, small enough to inline into the public

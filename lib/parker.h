@@ -12,9 +12,10 @@
  * case found ready while registering); if that CAS fails, an unpark is on
  * its way and the owner must park until it arrives.
  *
- * Waiting spins briefly, then yields, then sleeps on the condition
+ * Waiting polls briefly, then yields, then sleeps on the condition
  * variable: most hand-offs on a busy channel complete in well under a
- * microsecond, and a futex round trip costs several.
+ * microsecond, and a futex round trip costs several. How long it stays
+ * awake is learned per thread from what its sleeps cost (patience.h).
  *
  * Parkers are never freed, only recycled, so an unparker that is still
  * signalling the condition variable after the owner has returned (and
@@ -40,6 +41,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "patience.h"
 #include "waiter.h"
 #include "weft/error.h"
 #include "weft/time.h"
@@ -86,6 +88,17 @@ typedef struct weft__parker {
     /* Owner only: an unpark of a poll was consumed since the last drain,
      * so the eventfd may hold a count. Saves a read(2) per wait. */
     bool eventfd_written;
+    /* How long the owner's waits stay awake before sleeping, learned from
+     * its sleeps (patience.h). Owner only. */
+    weft_time patience;
+    /* The current wait's time awake, when its caller began it before
+     * registering (weft__parker_wait_awake); owner only. */
+    weft__patience awake;
+    bool awake_begun;
+    /* When the last unpark that had to wake a sleeping owner began:
+     * written by that unparker before its signal, read by the owner after
+     * waking, to learn what the sleep cost. */
+    _Atomic weft_time unparked_at;
 } weft__parker;
 
 /* The calling thread's parker, allocated on first use; NULL if that
@@ -124,6 +137,27 @@ static inline void weft__parker_note(weft__parker *parker, const char *what, con
     parker->what = what;
     parker->object = object;
 }
+
+/* Owner, before publishing any waiter: wait awake for the operation to
+ * become possible without registering, so that a partner that is running
+ * keeps its fast path (a registered waiter sends it through the lock).
+ * Each call is one poll or yield; the first (first true) begins the
+ * wait. Returns false when the thread's patience is spent: register and
+ * park, and the park then polls only briefly before it sleeps. The
+ * caller calls weft__parker_wait_done when the operation has finished,
+ * parked or not. */
+static inline bool weft__parker_wait_awake(weft__parker *parker, bool first) {
+    if (first) {
+        weft__patience_start(&parker->awake,
+                             parker->patience ? parker->patience : WEFT__PATIENCE_FIRST);
+        parker->awake_begun = true;
+        return true;
+    }
+    return weft__patience_wait(&parker->awake);
+}
+
+/* Owner: the wait begun by weft__parker_wait_awake is over. */
+static inline void weft__parker_wait_done(weft__parker *parker) { parker->awake_begun = false; }
 
 /* Claimer: wake the owner. Everything the claimer wrote before this call
  * is visible to the owner when weft__parker_park returns 0. */
