@@ -60,9 +60,11 @@
  *   chan, fn and arg are written by the constructor only. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "alloc.h"
 #include "panic.h"
+#include "time_internal.h"
 #include "timer.h"
 #include "weft/chan.h"
 #include "weft/error.h"
@@ -81,8 +83,14 @@ struct weft_timer {
     weft_time retry; /* the next wait after weft_go fails; see "Who touches what" */
 };
 
+static _Atomic(void (*)(void)) send_hook; /* test hook; see time_internal.h */
+
+void weft__timer_send_hook(void (*hook)(void)) { atomic_store(&send_hook, hook); }
+
 static void chan_fire(weft__timer *timer) {
     weft_timer *self = (weft_timer *)timer;
+    void (*hook)(void) = atomic_load_explicit(&send_hook, memory_order_relaxed);
+    if (hook) hook();
     weft_time now = weft_now();
     (void)weft_chan_try_send(self->chan, &now); /* never full: see the top */
 }
@@ -96,8 +104,8 @@ static void func_fire(weft__timer *timer) {
 }
 
 /* Make the timer, reserve its slot and start it; NULL with errno set. */
-static weft_timer *timer_make(weft_time d, void (*fire)(weft__timer *), weft_chan *chan,
-                              weft_fn fn, void *arg) {
+static weft_timer *timer_make(weft_time d, void (*fire)(weft__timer *), weft_chan *chan, weft_fn fn,
+                              void *arg) {
     int error = WEFT_ENOMEM;
     weft_timer *self = weft__malloc(sizeof *self);
     if (!self) goto no_timer;

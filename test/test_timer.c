@@ -27,6 +27,7 @@
 #include "weft/time.h"
 
 #include "alloc.h"
+#include "time_internal.h"
 #include "timer.h"
 #include "testutil.h"
 
@@ -958,9 +959,9 @@ START_TEST(test_timer_stop_before_firing_returns_true_and_no_value_ever_comes) {
     ck_assert_ptr_nonnull(timer);
     ck_assert(weft_timer_stop(timer));
     weft_time fired_at;
-    ck_assert_int_eq(weft_chan_recv_until(weft_timer_chan(timer), &fired_at,
-                                          weft_deadline(WEFT_MS(60))),
-                     WEFT_ETIMEDOUT);
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_MS(60))),
+        WEFT_ETIMEDOUT);
     ck_assert(!weft_timer_stop(timer)); /* stopped already */
     weft_timer_free(timer);
 }
@@ -988,6 +989,54 @@ START_TEST(test_timer_stop_after_firing_takes_the_unreceived_value_back) {
     ck_assert_uint_eq(weft_chan_len(chan), 0);
     weft_time fired_at;
     ck_assert_int_eq(weft_chan_try_recv(chan, &fired_at), WEFT_EAGAIN);
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* The send hook holds the fire between leaving the heap and sending: a
+ * stop then must wait for the send and take the value back, or the value
+ * would arrive after stop returned. */
+static atomic_int send_held, send_may_go;
+
+static void hold_send(void) {
+    atomic_store(&send_held, 1);
+    while (!atomic_load(&send_may_go)) sleep_ms(1);
+}
+
+typedef struct {
+    weft_timer *timer;
+    atomic_int returned;
+    bool result;
+} stopper;
+
+static void *stop_in_thread(void *arg) {
+    stopper *self = arg;
+    self->result = weft_timer_stop(self->timer);
+    atomic_store(&self->returned, 1);
+    return NULL;
+}
+
+START_TEST(test_timer_stop_while_its_fire_is_sending_waits_and_takes_the_value_back) {
+    atomic_store(&send_held, 0);
+    atomic_store(&send_may_go, 0);
+    weft__timer_send_hook(hold_send);
+    weft_timer *timer = weft_timer_new(0);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(int_becomes(&send_held, 1));
+    weft__timer_send_hook(NULL);
+    stopper stop = {.timer = timer};
+    atomic_init(&stop.returned, 0);
+    pthread_t thread;
+    start_thread(&thread, stop_in_thread, &stop);
+    sleep_ms(SETTLE_MS);
+    ck_assert_int_eq(atomic_load(&stop.returned), 0); /* it waits for the send */
+    atomic_store(&send_may_go, 1);
+    join_thread(thread);
+    ck_assert(stop.result);
+    weft_time fired_at;
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_MS(30))),
+        WEFT_ETIMEDOUT);
     weft_timer_free(timer);
 }
 END_TEST
@@ -1096,8 +1145,8 @@ START_TEST(test_timer_stop_racing_a_receiver_accounts_for_every_setting) {
     }
     atomic_store(&receiver.done, 1);
     join_thread(thread);
-    ck_assert_msg(receiver.received + stopped == rounds,
-                  "%ld settings: %ld received, %ld stopped", rounds, receiver.received, stopped);
+    ck_assert_msg(receiver.received + stopped == rounds, "%ld settings: %ld received, %ld stopped",
+                  rounds, receiver.received, stopped);
     weft_timer_free(timer);
 }
 END_TEST
@@ -1398,6 +1447,7 @@ static Suite *timer_suite(void) {
     tcase_add_test(tc, test_timer_stop_before_firing_returns_true_and_no_value_ever_comes);
     tcase_add_test(tc, test_timer_stop_after_its_value_was_received_returns_false);
     tcase_add_test(tc, test_timer_stop_after_firing_takes_the_unreceived_value_back);
+    tcase_add_test(tc, test_timer_stop_while_its_fire_is_sending_waits_and_takes_the_value_back);
     tcase_add_test(tc, test_timer_reset_while_a_value_waits_never_delivers_the_old_value);
     tcase_add_test(tc, test_timer_reset_after_fire_and_receive_returns_false_and_fires_again);
     tcase_add_test(tc, test_timer_reset_of_a_pending_timer_returns_true_and_moves_it);
