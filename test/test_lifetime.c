@@ -647,16 +647,30 @@ START_TEST(test_timer_freed_after_its_value_received) {
 }
 END_TEST
 
+/* Busy-wait until t: around a timer's due time, where a free meets its
+ * fire. The jitter (0 to 4 us after the due time, by round) spreads the
+ * free over the fire's few microseconds. */
+#define WEFT_NS_JITTER(i) ((weft_time)((i) % 9) * 500)
+
+static void spin_until(weft_time t) {
+    while (weft_now() < t) atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* A sanitizer's report of a fire that touched a freed timer takes a while
+ * to print and abort; wait for it before the test may pass. */
+static void let_reports_finish(void) { sleep_ms(200); }
+
 /* Freed while its fire may be running, before anyone received. */
 START_TEST(test_timer_freed_while_it_may_be_firing) {
     long count = rounds(5000);
     for (long i = 0; i < count; i++) {
+        weft_time start = weft_now();
         weft_timer *timer = weft_timer_new(WEFT_US(i % 20));
         ck_assert_ptr_nonnull(timer);
-        for (long spin = (i * 37) % 3000; spin > 0; spin--)
-            atomic_signal_fence(memory_order_seq_cst);
+        spin_until(start + WEFT_US(i % 20) + WEFT_NS_JITTER(i));
         weft_timer_free(timer);
     }
+    let_reports_finish();
 }
 END_TEST
 
@@ -669,15 +683,16 @@ START_TEST(test_after_func_timer_freed_while_it_may_be_firing) {
     atomic_int *ran = calloc((size_t)count, sizeof *ran);
     ck_assert_ptr_nonnull(ran);
     for (long i = 0; i < count; i++) {
+        weft_time start = weft_now();
         weft_timer *timer = weft_after_func(WEFT_US(i % 20), count_ran, &ran[i]);
         ck_assert_ptr_nonnull(timer);
-        for (long spin = (i * 37) % 3000; spin > 0; spin--)
-            atomic_signal_fence(memory_order_seq_cst);
+        spin_until(start + WEFT_US(i % 20) + WEFT_NS_JITTER(i));
         weft_timer_free(timer);
     }
     ck_assert(goroutines_become(0));
     for (long i = 0; i < count; i++) ck_assert_int_le(atomic_load(&ran[i]), 1);
     free(ran);
+    let_reports_finish();
 }
 END_TEST
 
