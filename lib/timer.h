@@ -1,5 +1,5 @@
 /* The timer thread: one internal thread and a binary min-heap of pending
- * timers, shared by context deadlines, weft_after and tickers.
+ * timers, shared by context deadlines, weft_after, tickers and weft_timer.
  *
  * A timer is embedded in its owner's struct. Starting it inserts it into
  * the heap (O(log n) under the timer lock, and a wake-up of the thread
