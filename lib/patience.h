@@ -37,7 +37,7 @@
 
 enum {
     WEFT__POLL_TIME = 2000,       /* ns of pause-polling before the first yield */
-    WEFT__YIELD_BUSY = 20000,     /* ns away in one yield: others want the core */
+    WEFT__YIELD_BUSY = 5000,      /* ns away in one yield: others want the core */
     WEFT__PATIENCE_MIN = 5000,    /* ns: a little past the polling */
     WEFT__PATIENCE_FIRST = 50000, /* ns: a thread's patience before it has slept */
     WEFT__PATIENCE_MAX = 200000,  /* ns: the longest awake wait worth learning */
