@@ -237,6 +237,11 @@ bool weft__parker_stuck(weft__parker *parker) {
 static void learn(weft__parker *parker, const weft__patience *patience) {
     weft_time now = weft_now();
     weft_time unparked = atomic_load_explicit(&parker->unparked_at, memory_order_relaxed);
+    if (patience->crowded) {
+        /* Awake, we only kept a thread with work off the core. */
+        parker->patience = weft__patience_crowded(patience->give_up - patience->began);
+        return;
+    }
     if (unparked < patience->began || unparked > now) return;
     parker->patience = weft__patience_learn(patience->give_up - patience->began,
                                             now - patience->began, now - unparked);

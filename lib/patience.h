@@ -20,8 +20,10 @@
  * running partner answers within a few round trips); the rest yields the
  * core, so that a partner that is not running can have it, and gives up
  * early when a yield shows other threads waiting for the core (it was
- * away for longer than WEFT__YIELD_BUSY): on an oversubscribed machine
- * our sleep frees the core for threads with work.
+ * away for longer than WEFT__YIELD_BUSY). Such a crowded wait quarters
+ * the patience: among more runnable threads than cores (a chain of a
+ * thousand goroutines), time awake only keeps a thread with work off the
+ * core, and the wake-up is cheap because no vCPU halted.
  *
  * The patience is per thread, kept in its parker (parker.h): no shared
  * writes, and a thread's waits are usually alike. */
@@ -38,7 +40,7 @@
 enum {
     WEFT__POLL_TIME = 2000,       /* ns of pause-polling before the first yield */
     WEFT__YIELD_BUSY = 5000,      /* ns away in one yield: others want the core */
-    WEFT__PATIENCE_MIN = 5000,    /* ns: a little past the polling */
+    WEFT__PATIENCE_MIN = 500,     /* ns: a few round trips of polling */
     WEFT__PATIENCE_FIRST = 50000, /* ns: a thread's patience before it has slept */
     WEFT__PATIENCE_MAX = 200000,  /* ns: the longest awake wait worth learning */
 };
@@ -48,14 +50,17 @@ typedef struct {
     weft_time poll_until; /* pause-polling until then, yielding after */
     weft_time give_up;    /* awake until then */
     unsigned polls;       /* pause-polls so far (the clock is read every 8th) */
+    bool crowded;         /* it gave up because other threads wanted the core */
 } weft__patience;
 
 /* Begin an awake wait of at most budget ns (WEFT__POLL_TIME or less: poll
  * only, never yield). */
 static inline void weft__patience_start(weft__patience *patience, weft_time budget) {
     weft_time now = weft_now();
-    *patience = (weft__patience){
-        .began = now, .poll_until = now + WEFT__POLL_TIME, .give_up = now + budget};
+    *patience =
+        (weft__patience){.began = now,
+                         .poll_until = now + (budget < WEFT__POLL_TIME ? budget : WEFT__POLL_TIME),
+                         .give_up = now + budget};
 }
 
 /* Go on with a wait begun earlier: poll again for WEFT__POLL_TIME from
@@ -83,7 +88,8 @@ static inline bool weft__patience_wait(weft__patience *patience) {
         if (now >= patience->give_up) return false;
     }
     sched_yield();
-    return weft_now() - now < WEFT__YIELD_BUSY;
+    patience->crowded = weft_now() - now >= WEFT__YIELD_BUSY;
+    return !patience->crowded;
 }
 
 /* The patience to keep after a wait that slept and was woken arrival ns
@@ -99,6 +105,13 @@ static inline weft_time weft__patience_learn(weft_time patience, weft_time arriv
     weft_time enough = arrival + arrival / 2;
     if (enough > WEFT__PATIENCE_MAX) enough = WEFT__PATIENCE_MAX;
     return enough > patience ? enough : patience;
+}
+
+/* The patience to keep after a wait that gave up because the core was
+ * crowded: a quarter, so that a thread among many soon sleeps at once. */
+static inline weft_time weft__patience_crowded(weft_time patience) {
+    patience /= 4;
+    return patience < WEFT__PATIENCE_MIN ? WEFT__PATIENCE_MIN : patience;
 }
 
 #endif

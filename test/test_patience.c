@@ -58,6 +58,12 @@ START_TEST(test_a_wait_cut_short_keeps_a_larger_patience) {
 }
 END_TEST
 
+START_TEST(test_a_wait_on_a_crowded_core_quarters_patience) {
+    ck_assert_int_eq(weft__patience_crowded(80000), 20000);
+    ck_assert_int_eq(weft__patience_crowded(WEFT__PATIENCE_MIN), WEFT__PATIENCE_MIN);
+}
+END_TEST
+
 /* ---- the awake wait ----------------------------------------------------- */
 
 START_TEST(test_an_awake_wait_ends_once_its_budget_is_spent) {
@@ -179,6 +185,7 @@ static Suite *patience_suite(void) {
     tcase_add_test(tc, test_patience_never_falls_below_the_least);
     tcase_add_test(tc, test_patience_never_grows_past_the_most);
     tcase_add_test(tc, test_a_wait_cut_short_keeps_a_larger_patience);
+    tcase_add_test(tc, test_a_wait_on_a_crowded_core_quarters_patience);
     tc = new_case(suite, "awake");
     tcase_add_test(tc, test_an_awake_wait_ends_once_its_budget_is_spent);
     tcase_add_test(tc, test_a_poll_only_wait_never_yields);
