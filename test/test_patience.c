@@ -153,13 +153,9 @@ static void *receive_all(void *arg) {
     return (void *)(voluntary_switches() - before);
 }
 
-/* With a fixed spin, a pair whose wake-ups took longer than the spin slept
- * on every hand-off (0.37 sleeps a message on a host whose halted vCPU
- * took ~27 us to wake). Learned patience keeps the pair awake: both
- * threads' sleeps are counted (voluntary context switches), and a small
- * fraction allows for the scheduler putting both on one core a while. */
-START_TEST(test_an_unbuffered_pair_does_not_sleep_on_every_handoff) {
-    if (test_scale() > 1) return; /* valgrind runs one thread at a time */
+/* Sleeps of both threads (voluntary context switches) over one run of
+ * HANDOFFS unbuffered hand-offs. */
+static long handoff_sleeps(void) {
     weft_chan *channel = weft_chan_make(sizeof(long), 0);
     pthread_t receiver;
     start_thread(&receiver, receive_all, channel);
@@ -169,10 +165,28 @@ START_TEST(test_an_unbuffered_pair_does_not_sleep_on_every_handoff) {
     void *receiver_sleeps;
     pthread_join(receiver, &receiver_sleeps);
     check_worker_failures();
-    long sleeps = sender_sleeps + (long)receiver_sleeps;
-    ck_assert_msg(sleeps < scaled(HANDOFFS) / 10, "%ld sleeps for %ld hand-offs", sleeps,
-                  scaled(HANDOFFS));
     weft_chan_release(channel);
+    return sender_sleeps + (long)receiver_sleeps;
+}
+
+/* With a fixed spin, a pair whose wake-ups took longer than the spin slept
+ * on every hand-off (0.37 sleeps a message on a host whose halted vCPU
+ * took ~27 us to wake), in every run. Learned patience keeps the pair
+ * awake. Other processes on the machine can take a core from the pair
+ * for a while, and then sleeping is right: the best of three runs
+ * counts, and a small fraction of sleeps is allowed. */
+START_TEST(test_an_unbuffered_pair_does_not_sleep_on_every_handoff) {
+#ifdef UNDER_TSAN
+    return; /* its run-time stretches each hand-off past what is being tested */
+#endif
+    if (test_scale() > 1) return; /* valgrind runs one thread at a time */
+    long fewest = -1;
+    for (int run = 0; run < 3 && (fewest < 0 || fewest >= scaled(HANDOFFS) / 10); run++) {
+        long sleeps = handoff_sleeps();
+        if (fewest < 0 || sleeps < fewest) fewest = sleeps;
+    }
+    ck_assert_msg(fewest < scaled(HANDOFFS) / 10, "%ld sleeps for %ld hand-offs", fewest,
+                  scaled(HANDOFFS));
 }
 END_TEST
 
