@@ -156,8 +156,14 @@ static inline bool weft__parker_wait_awake(weft__parker *parker, bool first) {
     return weft__patience_wait(&parker->awake);
 }
 
-/* Owner: the wait begun by weft__parker_wait_awake is over. */
-static inline void weft__parker_wait_done(weft__parker *parker) { parker->awake_begun = false; }
+/* Owner: the wait begun by weft__parker_wait_awake is over. If a yield
+ * found the core crowded, the patience is cut however the wait ended:
+ * a waiter that yields to a partner on its own core runs only when that
+ * partner stops, while a sleeper is woken onto an idle core. */
+static inline void weft__parker_wait_done(weft__parker *parker) {
+    parker->awake_begun = false;
+    if (parker->awake.crowded) parker->patience = weft__patience_crowded(parker->patience);
+}
 
 /* Claimer: wake the owner. Everything the claimer wrote before this call
  * is visible to the owner when weft__parker_park returns 0. */
