@@ -261,15 +261,18 @@ static void describe(const weft__parker *parker, char *line) {
     const char *kind = parker->goroutine                     ? " (goroutine)"
                        : parker->thread_id == (long)getpid() ? " (main)"
                                                              : "";
+    /* The sleeper is stuck: its record stays put, and so does its object. */
+    weft__wait_snapshot wait;
+    if (!weft__wait_record_read(&parker->record, &wait)) wait = (weft__wait_snapshot){.call = "?"};
     size_t used = 0;
-    append(line, &used, "  thread \"%s\"%s: %s", name, kind, parker->what);
-    if (strcmp(parker->what, "weft_select") == 0) {
-        append_select(line, &used, parker->object, parker->cases);
-    } else if (strncmp(parker->what, "weft_chan_", 10) == 0) {
+    append(line, &used, "  thread \"%s\"%s: %s", name, kind, wait.call);
+    if (strcmp(wait.call, "weft_select") == 0) {
+        append_select(line, &used, wait.object, wait.count);
+    } else if (strncmp(wait.call, "weft_chan_", 10) == 0) {
         append(line, &used, " on ");
-        append_channel(line, &used, parker->object);
+        append_channel(line, &used, wait.object);
     } else {
-        append(line, &used, " on %p", parker->object);
+        append(line, &used, " on %p", wait.object);
     }
     append(line, &used, "\n");
 }

@@ -352,7 +352,8 @@ static void *worker_main(void *argument) {
         self->fn = NULL;
         self->arg = NULL;
         weft__parker_arm(self->parker);
-        weft__parker_note(self->parker, NULL, NULL); /* idle: never counted as asleep */
+        /* Idle: no wait is described (every blocking call ended its
+         * record), so this park is never counted as asleep nor dumped. */
         idle_push(pool, self);
         weft_time deadline =
             pool->threads > pool->min_threads ? weft_deadline(pool->idle_timeout) : WEFT_FOREVER;
