@@ -49,17 +49,17 @@
 #include <time.h>
 
 typedef struct weft__wait_record {
-    atomic_uint sequence;       /* even: stable; odd: the owner is rewriting it */
-    _Atomic(const char *) call; /* the blocking call, a string literal; NULL: not waiting */
+    atomic_uint sequence;         /* even: stable; odd: the owner is rewriting it */
+    _Atomic(const char *) call;   /* the blocking call, a string literal; NULL: not waiting */
     _Atomic(const void *) object; /* what it waits on (a channel, a mutex, select's cases) */
     /* Numbers shown beside the object, by the kind of call: a channel's
      * capacity and its length when the wait began; a select's cases; an
      * fd and its events; a sleep's length in milliseconds. */
     atomic_size_t count;
     atomic_size_t length;
-    atomic_long thread_id;      /* the owner's kernel thread id */
-    _Atomic(int64_t) since;     /* CLOCK_MONOTONIC_COARSE nanoseconds at begin */
-    int depth;                  /* owner only: begins not yet ended */
+    atomic_long thread_id;  /* the owner's kernel thread id */
+    _Atomic(int64_t) since; /* CLOCK_MONOTONIC_COARSE nanoseconds at begin */
+    int depth;              /* owner only: begins not yet ended */
 } weft__wait_record;
 
 /* A copy of a record, read by weft__wait_record_read. */
