@@ -14,14 +14,16 @@
  *   The owner itself (whether its wait is described, for deadlock
  *   counting), and any thread taking a dump, at any moment, without a
  *   lock. So every field but depth is atomic and the record is a
- *   sequence lock: begin makes sequence odd, stores the fields (relaxed),
- *   and makes it even again with a release store; a reader loads sequence
- *   (acquire), the fields (relaxed), fences (acquire) and loads sequence
- *   again, and keeps what it read only if both loads saw the same even
- *   number. The release fence after the first store and the acquire fence
- *   before the second load pair up so that a reader that saw any field of
- *   a newer begin sees the odd or newer sequence (Boehm, "Can seqlocks
- *   get along with programming language memory models?", 2012). end
+ *   sequence lock: begin makes sequence odd, stores the fields, and makes
+ *   it even again with a release store; a reader loads sequence
+ *   (acquire), the fields, and sequence again, and keeps what it read
+ *   only if both loads saw the same even number. The fields are stored
+ *   with release and loaded with acquire (plain moves on x86 and, unlike
+ *   fences, understood by ThreadSanitizer): a reader that saw any field of
+ *   a newer begin has synchronised with that store, which follows the odd
+ *   store to sequence, so its second load sees that or a newer number
+ *   (Boehm, "Can seqlocks get along with programming language memory
+ *   models?", 2012, gives the fence form of the same argument). end
  *   stores call = NULL alone: a reader that still sees the older call
  *   with its fields read a record that was true a moment ago, and one
  *   that sees NULL skips the thread.
@@ -36,8 +38,8 @@
  * Cost
  *   Nothing on a fast path: begin runs only when a call is about to wait.
  *   There it is a coarse clock read (clock_gettime(CLOCK_MONOTONIC_COARSE),
- *   served by the vDSO without a system call) and eight relaxed stores, no
- *   atomic read-modify-write; end is one store. The parking that follows
+ *   served by the vDSO without a system call) and eight stores (plain
+ *   moves on x86), no atomic read-modify-write; end is one store. The parking that follows
  *   costs a futex round trip or a spin of several hundred nanoseconds. */
 #ifndef WEFT_LIB_WAITRECORD_H
 #define WEFT_LIB_WAITRECORD_H
@@ -87,13 +89,12 @@ static inline void weft__wait_record_begin(weft__wait_record *record, const char
     if (record->depth++ > 0) return;
     unsigned sequence = atomic_load_explicit(&record->sequence, memory_order_relaxed);
     atomic_store_explicit(&record->sequence, sequence + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&record->object, object, memory_order_relaxed);
-    atomic_store_explicit(&record->count, count, memory_order_relaxed);
-    atomic_store_explicit(&record->length, length, memory_order_relaxed);
-    atomic_store_explicit(&record->thread_id, thread_id, memory_order_relaxed);
-    atomic_store_explicit(&record->since, weft__coarse_now(), memory_order_relaxed);
-    atomic_store_explicit(&record->call, call, memory_order_relaxed);
+    atomic_store_explicit(&record->object, object, memory_order_release);
+    atomic_store_explicit(&record->count, count, memory_order_release);
+    atomic_store_explicit(&record->length, length, memory_order_release);
+    atomic_store_explicit(&record->thread_id, thread_id, memory_order_release);
+    atomic_store_explicit(&record->since, weft__coarse_now(), memory_order_release);
+    atomic_store_explicit(&record->call, call, memory_order_release);
     atomic_store_explicit(&record->sequence, sequence + 2, memory_order_release);
 }
 
@@ -123,13 +124,12 @@ static inline bool weft__wait_record_read(const weft__wait_record *record,
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
         unsigned before = atomic_load_explicit(&record->sequence, memory_order_acquire);
         if (before & 1) continue;
-        out->call = atomic_load_explicit(&record->call, memory_order_relaxed);
-        out->object = atomic_load_explicit(&record->object, memory_order_relaxed);
-        out->count = atomic_load_explicit(&record->count, memory_order_relaxed);
-        out->length = atomic_load_explicit(&record->length, memory_order_relaxed);
-        out->thread_id = atomic_load_explicit(&record->thread_id, memory_order_relaxed);
-        out->since = atomic_load_explicit(&record->since, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
+        out->call = atomic_load_explicit(&record->call, memory_order_acquire);
+        out->object = atomic_load_explicit(&record->object, memory_order_acquire);
+        out->count = atomic_load_explicit(&record->count, memory_order_acquire);
+        out->length = atomic_load_explicit(&record->length, memory_order_acquire);
+        out->thread_id = atomic_load_explicit(&record->thread_id, memory_order_acquire);
+        out->since = atomic_load_explicit(&record->since, memory_order_acquire);
         unsigned after = atomic_load_explicit(&record->sequence, memory_order_relaxed);
         if (before == after) return out->call != NULL;
     }

@@ -271,6 +271,16 @@ static void sleep_ctx(void *unused) {
     WORKER_EXPECT(weft_sleep_ctx(WEFT_SEC(60), context) == WEFT_ECANCELED);
 }
 
+static void sleep_plain(void *unused) {
+    (void)unused;
+    weft_sleep(WEFT_SEC(2));
+}
+
+static void wait_fd(void *unused) {
+    (void)unused;
+    WORKER_EXPECT(weft_fd_wait_ctx(pipe_ends[0], WEFT_FD_IN, context) == WEFT_ECANCELED);
+}
+
 static void setup_objects(void) {
     unbuffered = weft_chan_make(sizeof(int), 0);
     full = weft_chan_make(sizeof(int), 2);
@@ -313,8 +323,8 @@ static void release_objects(void) {
 }
 
 typedef struct {
-    weft_fn blocks;    /* the goroutine */
-    void (*hold)(void); /* run before it starts: what makes it block */
+    weft_fn blocks;       /* the goroutine */
+    void (*hold)(void);   /* run before it starts: what makes it block */
     void (*let_go)(void); /* run after the dump: what lets it return (or NULL) */
     const char *call, *kind;
     const void *const *object; /* where the object's address is */
@@ -330,26 +340,53 @@ static void free_group(void) { weft_wg_done(&group); }
 static void hold_semaphore(void) { ck_assert_int_eq(weft_sem_acquire(semaphore, 1, NULL), 0); }
 static void free_semaphore(void) { weft_sem_release(semaphore, 1); }
 
-static const void *unbuffered_object, *full_object, *select_object, *mutex_object,
-    *rwmutex_object, *cond_object, *group_object, *semaphore_object, *no_object, *context_object;
+static const void *unbuffered_object, *full_object, *select_object, *mutex_object, *rwmutex_object,
+    *cond_object, *group_object, *semaphore_object, *no_object, *context_object;
 static char pipe_fd_text[16];
 
 static const blocking_call calls[] = {
-    {recv_unbuffered, NULL, NULL, "weft_chan_recv", "chan", &unbuffered_object,
+    {recv_unbuffered,
+     NULL,
+     NULL,
+     "weft_chan_recv",
+     "chan",
+     &unbuffered_object,
      {{"cap", "0"}, {"len", "0"}}},
     {send_full, NULL, NULL, "weft_chan_send", "chan", &full_object, {{"cap", "2"}, {"len", "2"}}},
     {select_three, NULL, NULL, "weft_select", "select", &select_object, {{"cases", "3"}}},
     {lock_mutex, hold_mutex, free_mutex, "weft_mutex_lock", "mutex", &mutex_object, {{NULL}}},
-    {lock_rwmutex, hold_rwmutex, free_rwmutex, "weft_rwmutex_lock", "rwmutex", &rwmutex_object,
+    {lock_rwmutex,
+     hold_rwmutex,
+     free_rwmutex,
+     "weft_rwmutex_lock",
+     "rwmutex",
+     &rwmutex_object,
      {{NULL}}},
     {wait_cond, NULL, NULL, "weft_cond_wait", "cond", &cond_object, {{NULL}}},
     {wait_group, hold_group, free_group, "weft_wg_wait", "waitgroup", &group_object, {{NULL}}},
-    {acquire_semaphore, hold_semaphore, free_semaphore, "weft_sem_acquire", "semaphore",
-     &semaphore_object, {{NULL}}},
-    {read_pipe, NULL, NULL, "weft_read_ctx", "fd", &no_object,
+    {acquire_semaphore,
+     hold_semaphore,
+     free_semaphore,
+     "weft_sem_acquire",
+     "semaphore",
+     &semaphore_object,
+     {{NULL}}},
+    {read_pipe,
+     NULL,
+     NULL,
+     "weft_read_ctx",
+     "fd",
+     &no_object,
      {{"fd", pipe_fd_text}, {"events", "in"}}},
-    {sleep_ctx, NULL, NULL, "weft_sleep_ctx", "sleep", &context_object,
-     {{"duration_ms", "60000"}}},
+    {wait_fd,
+     NULL,
+     NULL,
+     "weft_fd_wait_ctx",
+     "fd",
+     &no_object,
+     {{"fd", pipe_fd_text}, {"events", "in"}}},
+    {sleep_ctx, NULL, NULL, "weft_sleep_ctx", "sleep", &context_object, {{"duration_ms", "60000"}}},
+    {sleep_plain, NULL, NULL, "weft_sleep", "sleep", &no_object, {{"duration_ms", "2000"}}},
 };
 
 START_TEST(test_dump_shows_goroutine_blocked_in_each_kind_of_call) {
@@ -509,6 +546,66 @@ START_TEST(test_dump_forgets_a_wait_once_it_is_over) {
 }
 END_TEST
 
+/* Dumps taken while goroutines block and wake all the time parse, and
+ * (under ThreadSanitizer) read the records without a race. */
+enum { PAIRS = 2 };
+static weft_chan *ping[PAIRS], *pong[PAIRS];
+static atomic_int finished;
+static long rounds;
+
+static void pinger(void *arg) {
+    long pair = (long)(intptr_t)arg;
+    for (long i = 0; i < rounds; i++) {
+        int value = (int)i, back;
+        WORKER_EXPECT(weft_chan_send(ping[pair], &value) == 0);
+        WORKER_EXPECT(weft_chan_recv(pong[pair], &back) == 0 && back == value);
+    }
+    atomic_fetch_add(&finished, 1);
+}
+
+static void ponger(void *arg) {
+    long pair = (long)(intptr_t)arg;
+    for (long i = 0; i < rounds; i++) {
+        int value;
+        WORKER_EXPECT(weft_chan_recv(ping[pair], &value) == 0);
+        WORKER_EXPECT(weft_chan_send(pong[pair], &value) == 0);
+    }
+    atomic_fetch_add(&finished, 1);
+}
+
+START_TEST(test_dump_while_goroutines_block_and_wake_parses) {
+    rounds = scaled(20000);
+    atomic_store(&finished, 0);
+    for (long pair = 0; pair < PAIRS; pair++) {
+        ping[pair] = weft_chan_make(sizeof(int), 0);
+        pong[pair] = weft_chan_make(sizeof(int), pair); /* unbuffered and buffered */
+        ck_assert_int_eq(weft_go(pinger, (void *)(intptr_t)pair), 0);
+        ck_assert_int_eq(weft_go(ponger, (void *)(intptr_t)pair), 0);
+    }
+    static dump d;
+    long dumps = 0;
+    while (atomic_load(&finished) < 2 * PAIRS) {
+        take_dump(&d);
+        ck_assert_int_le(number(&d.begin, "goroutines"), 2 * PAIRS);
+        for (int i = 0; i < d.count; i++) {
+            const char *call = field(&d.line[i], "call");
+            if (call)
+                ck_assert_msg(strcmp(call, "weft_chan_send") == 0 ||
+                                  strcmp(call, "weft_chan_recv") == 0,
+                              "unexpected call %s", call);
+        }
+        dumps++;
+    }
+    ck_assert(goroutines_become(0));
+    check_worker_failures();
+    ck_assert_int_gt(dumps, 0);
+    for (long pair = 0; pair < PAIRS; pair++) {
+        weft_chan_release(ping[pair]);
+        weft_chan_release(pong[pair]);
+    }
+}
+END_TEST
+
 /* ==== WEFT_DEBUG=dump and SIGQUIT ===================================== */
 
 /* In the child: a goroutine blocked on a channel, then SIGQUIT; once the
@@ -548,7 +645,37 @@ static int scenario_sigquit(void) {
     return 0;
 }
 
-START_TEST(test_sigquit_with_weft_debug_dump_writes_dump_and_continues) {
+/* A forked child of a WEFT_DEBUG=dump process: its SIGQUIT gives its
+ * own dump, not its parent's. Both then wait for a byte each on stdin. */
+static int scenario_sigquit_fork(void) {
+    weft_debug_dump(open("/dev/null", O_WRONLY | O_CLOEXEC)); /* the parent used weft */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return 2;
+    char byte;
+    if (pid == 0) {
+        printf("forked=%ld\n", (long)getpid());
+        fflush(stdout);
+        raise(SIGQUIT);
+        while (read(STDIN_FILENO, &byte, 1) < 0 && errno == EINTR) continue;
+        _exit(0);
+    }
+    while (read(STDIN_FILENO, &byte, 1) < 0 && errno == EINTR) continue;
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 3;
+    printf("continued\n");
+    fflush(stdout);
+    return 0;
+}
+
+/* The running child of start_child. */
+typedef struct {
+    pid_t pid;
+    int in, out, err; /* its stdin's write end, its stdout's and stderr's read ends */
+} child;
+
+/* This program again, with WEFT_DEBUG=dump and WEFT_TEST_SCENARIO=scenario. */
+static child start_child(const char *scenario) {
     char program[PATH_MAX];
     ssize_t length = readlink("/proc/self/exe", program, sizeof program - 1);
     ck_assert_int_gt(length, 0);
@@ -560,8 +687,10 @@ START_TEST(test_sigquit_with_weft_debug_dump_writes_dump_and_continues) {
     size_t used = 0;
     for (size_t i = 0; i < inherited; i++)
         if (strncmp(environ[i], "WEFT_DEBUG=", 11) != 0) environment[used++] = environ[i];
+    static char scenario_variable[64];
+    snprintf(scenario_variable, sizeof scenario_variable, "WEFT_TEST_SCENARIO=%s", scenario);
     environment[used++] = "WEFT_DEBUG=dump";
-    environment[used++] = "WEFT_TEST_SCENARIO=sigquit";
+    environment[used++] = scenario_variable;
 
     int in[2], out[2], err[2];
     ck_assert_int_eq(pipe(in), 0);
@@ -583,38 +712,52 @@ START_TEST(test_sigquit_with_weft_debug_dump_writes_dump_and_continues) {
     close(in[0]);
     close(out[1]);
     close(err[1]);
+    return (child){pid, in[1], out[0], err[0]};
+}
 
-    /* stderr until the dump's last line, within the limit. */
-    static char text[MAX_RECORDS * 512];
+/* Read the child's stderr into text until it holds a whole dump. */
+static void read_dump(const child *running, char *text, size_t size) {
     size_t got = 0;
+    text[0] = '\0';
     weft_time give_up = weft_deadline(WEFT_MS(BECOME_LIMIT_MS));
     while (!strstr(text, "weft: dump-end")) {
-        struct pollfd ready = {.fd = err[0], .events = POLLIN};
+        struct pollfd ready = {.fd = running->err, .events = POLLIN};
         int left = (int)((give_up - weft_now()) / WEFT_MS(1));
         ck_assert_msg(left > 0 && poll(&ready, 1, left) > 0, "no dump on stderr: %s", text);
-        ssize_t count = read(err[0], text + got, sizeof text - 1 - got);
+        ssize_t count = read(running->err, text + got, size - 1 - got);
         ck_assert_msg(count > 0, "stderr ended before the dump: %s", text);
         got += (size_t)count;
         text[got] = '\0';
     }
-    ck_assert_int_eq(write(in[1], "x", 1), 1);
-    char output[256] = "";
-    size_t output_used = 0;
+}
+
+/* Send the child bytes on stdin, read its stdout to the end, and wait
+ * for it to exit 0 having said "continued". */
+static void finish_child(const child *running, const char *bytes, char *output, size_t size) {
+    ck_assert_int_eq(write(running->in, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+    size_t used = 0;
     ssize_t count;
-    while ((count = read(out[0], output + output_used, sizeof output - 1 - output_used)) > 0)
-        output_used += (size_t)count;
-    output[output_used] = '\0';
+    while ((count = read(running->out, output + used, size - 1 - used)) > 0) used += (size_t)count;
+    output[used] = '\0';
     int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    close(in[1]);
-    close(out[0]);
-    close(err[0]);
+    ck_assert_int_eq(waitpid(running->pid, &status, 0), running->pid);
+    close(running->in);
+    close(running->out);
+    close(running->err);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x: %s", status,
-                  text);
+                  output);
     ck_assert_msg(strstr(output, "continued\n"), "the child did not go on: %s", output);
+}
+
+START_TEST(test_sigquit_with_weft_debug_dump_writes_dump_and_continues) {
+    child running = start_child("sigquit");
+    static char text[MAX_RECORDS * 512];
+    read_dump(&running, text, sizeof text);
+    char output[256];
+    finish_child(&running, "x", output, sizeof output);
+    pid_t pid = running.pid;
 
     /* The dump is the child's, and shows its goroutine. */
-    static dump d;
     char *line_start = strstr(text, "weft: dump-begin");
     ck_assert_ptr_nonnull(line_start);
     char channel[32] = "";
@@ -633,9 +776,28 @@ START_TEST(test_sigquit_with_weft_debug_dump_writes_dump_and_continues) {
             seen = strcmp(field(&r, "call"), "weft_chan_recv") == 0;
     }
     ck_assert_msg(seen, "the child's blocked goroutine is not in its dump: %s", text);
-    (void)d;
 }
 END_TEST
+
+#ifndef UNDER_TSAN
+START_TEST(test_sigquit_in_forked_child_dumps_the_child) {
+    child running = start_child("sigquit_fork");
+    static char text[MAX_RECORDS * 512];
+    read_dump(&running, text, sizeof text);
+    char output[256];
+    finish_child(&running, "xx", output, sizeof output);
+    long forked = 0;
+    ck_assert_int_eq(sscanf(output, "forked=%ld", &forked), 1);
+    char *begin_line = strstr(text, "weft: dump-begin");
+    ck_assert_ptr_nonnull(begin_line);
+    record begin;
+    parse_line(begin_line, (size_t)(strchr(begin_line, '\n') - begin_line), &begin);
+    ck_assert_int_eq(number(&begin, "pid"), forked);
+    ck_assert_ptr_null(
+        strstr(strchr(begin_line, '\n'), "dump-begin")); /* the parent's stays quiet */
+}
+END_TEST
+#endif
 
 static Suite *debug_suite(void) {
     Suite *suite = suite_create("debug");
@@ -649,14 +811,21 @@ static Suite *debug_suite(void) {
     tcase_add_test(threads, test_dump_waited_time_grows);
     tcase_add_test(threads, test_dump_with_no_goroutines_has_only_its_frame);
     tcase_add_test(threads, test_dump_forgets_a_wait_once_it_is_over);
+    tcase_add_test(threads, test_dump_while_goroutines_block_and_wake_parses);
     TCase *signal = new_case(suite, "sigquit");
     tcase_add_test(signal, test_sigquit_with_weft_debug_dump_writes_dump_and_continues);
+#ifndef UNDER_TSAN
+    /* ThreadSanitizer refuses to start threads in the child of a
+     * multi-threaded process, which the child's dump thread is. */
+    tcase_add_test(signal, test_sigquit_in_forked_child_dumps_the_child);
+#endif
     return suite;
 }
 
 int main(void) {
     const char *scenario = getenv("WEFT_TEST_SCENARIO");
     if (scenario && strcmp(scenario, "sigquit") == 0) return scenario_sigquit();
+    if (scenario && strcmp(scenario, "sigquit_fork") == 0) return scenario_sigquit_fork();
     SRunner *runner = srunner_create(debug_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
