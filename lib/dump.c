@@ -254,11 +254,7 @@ void weft_debug_dump(int fd) {
     /* Threads: the records that belong to no goroutine. */
     size_t threads = waits;
     for (size_t i = 0; i < goroutines; i++)
-        for (size_t j = 0; j < waits; j++)
-            if (goroutine[i].thread_id != 0 && wait[j].thread_id == goroutine[i].thread_id) {
-                threads--;
-                break;
-            }
+        if (wait_of(goroutine[i].thread_id, wait, waits, shown)) threads--;
 
     line out = {.used = 0};
     add(&out, "weft: dump-begin version=1 pid=%ld goroutines=%zu threads=%zu", (long)getpid(),
