@@ -658,14 +658,16 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         return 0;
     }
     if (closed) return WEFT_ECLOSED;
-    weft__parker_note(self, dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
+    weft__wait_begin(self, dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel, 0, 0);
     if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
         if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
             weft__chan_unregister(channel, dir, waiter);
+            weft__wait_end(self);
             return WEFT_ETIMEDOUT;
         }
         weft__parker_park(self, WEFT_FOREVER); /* a partner beat the deadline */
     }
+    weft__wait_end(self);
     if (dir == WEFT_RECV && waiter->result == 0 && inline_value && elem)
         copy_value(elem, &self->value, elem_size);
     return waiter->result;
@@ -690,8 +692,11 @@ __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *
         }
     }
     weft_case only = {channel, dir, elem, 0};
-    result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
-                               dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
+    const char *call = dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv";
+    /* Described here, with the ring's numbers, rather than by the engine. */
+    weft__wait_begin(self, call, channel, weft_chan_cap(channel), weft_chan_len(channel));
+    result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds, call, channel);
+    weft__wait_end(self);
     if (result >= 0) result = only.err;
 out:
     if (self) weft__parker_wait_done(self);

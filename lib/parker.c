@@ -51,6 +51,7 @@ enum { EMPTY, NOTIFIED, POLLING, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__parker *pool_free; /* recycled parkers, under pool_lock */
+static weft__parker *every;     /* every parker ever made, through every_next; under pool_lock */
 static pthread_key_t exit_key;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT; /* exit_key and the fork handlers */
 static _Thread_local weft__parker *current;
@@ -78,6 +79,7 @@ static void renew(weft__parker *parker) {
     weft__monotonic_cond_init(&parker->cond);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     parker->sleeper_next = parker->sleeper_prev = NULL;
+    weft__wait_record_clear(&parker->record);
     /* The child's copy of the eventfd is the parent's object: a write by
      * either would wake the other's poll. The child makes its own. */
     if (parker->eventfd >= 0) close(parker->eventfd);
@@ -133,7 +135,7 @@ fail_cond:
 static void take(weft__parker *parker) {
     parker->owner = pthread_self();
     parker->thread_id = (long)syscall(SYS_gettid);
-    parker->what = NULL;
+    weft__wait_record_clear(&parker->record);
 }
 
 weft__parker *weft__parker_self(void) {
@@ -146,6 +148,10 @@ weft__parker *weft__parker_self(void) {
     if (!parker) {
         parker = make_parker();
         if (!parker) return NULL;
+        pthread_mutex_lock(&pool_lock);
+        parker->every_next = every;
+        every = parker;
+        pthread_mutex_unlock(&pool_lock);
     }
     if (pthread_setspecific(exit_key, parker) != 0) {
         recycle(parker);
@@ -200,7 +206,9 @@ static inline bool consume(weft__parker *parker) {
  * nothing, for any other park; true once it has consumed the unpark. */
 __attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_time deadline,
                                                    const weft__sleep_observer *watcher) {
-    if (deadline != WEFT_FOREVER || !parker->what || !watcher->counting()) return false;
+    if (deadline != WEFT_FOREVER || !weft__wait_record_described(&parker->record) ||
+        !watcher->counting())
+        return false;
     bool goroutine = watcher->in_goroutine();
     int asleep = goroutine ? ASLEEP_GOROUTINE : ASLEEP_OTHER;
     bool listed = false;
@@ -380,6 +388,30 @@ int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t n
     }
 }
 
+/* ---- Wait records (parker.h, waitrecord.h) ---- */
+
+weft__parker *weft__wait_begin_self(const char *call, const void *object, size_t count,
+                                    size_t length) {
+    weft__parker *parker = weft__parker_self();
+    weft__wait_begin(parker, call, object, count, length);
+    return parker;
+}
+
+/* A parker on the list is never freed, so the walk may read any record;
+ * a recycled parker's is clear (its thread ended no wait in the middle). */
+size_t weft__parker_waits(weft__wait_snapshot *out, size_t room) {
+    size_t found = 0;
+    pthread_mutex_lock(&pool_lock);
+    for (weft__parker *parker = every; parker; parker = parker->every_next) {
+        weft__wait_snapshot snapshot;
+        if (!weft__wait_record_read(&parker->record, &snapshot)) continue;
+        if (found < room) out[found] = snapshot;
+        found++;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return found;
+}
+
 /* ---- Hooks (parker.h) ---- */
 
 void weft__parker_before_park(void (*hook)(void)) {
@@ -406,6 +438,10 @@ static void fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
  * unused. Runs before fork.c's child handler (weft__parker_fork_watch). */
 static void fork_child(void) {
     pthread_mutex_unlock(&pool_lock);
+    /* Threads lost in the fork wait no more, even those whose parkers
+     * stay unused (a dump in the child must not list them). */
+    for (weft__parker *parker = every; parker; parker = parker->every_next)
+        if (parker != current) weft__wait_record_clear(&parker->record);
     for (weft__parker *parker = pool_free; parker; parker = parker->next) renew(parker);
     if (!current) return;
     renew(current);

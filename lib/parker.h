@@ -43,6 +43,7 @@
 
 #include "patience.h"
 #include "waiter.h"
+#include "waitrecord.h"
 #include "weft/error.h"
 #include "weft/time.h"
 
@@ -63,14 +64,13 @@ typedef struct weft__parker {
     pthread_cond_t cond;       /* CLOCK_MONOTONIC */
     struct weft__parker *next; /* recycling list, under the pool's lock */
 
-    /* What the owner is blocked on, for the deadlock report (deadlock.h):
-     * written by the owner's blocking call before it parks
-     * (weft__parker_note), read by the report only while the owner
-     * sleeps. A park with what == NULL (a pooled thread waiting for a
-     * task) is never counted as asleep. */
-    const char *what;   /* the blocking call: "weft_chan_recv", "weft_wg_wait", ... */
-    const void *object; /* the channel or sync object; for "weft_select", its cases */
-    size_t cases;       /* "weft_select": the number of cases */
+    /* What the owner is blocked on, for weft_debug_dump and the deadlock
+     * report (waitrecord.h): written by the owner's blocking call before
+     * it parks and cleared after (weft__wait_begin, weft__wait_end), read
+     * by anyone. A park with no described wait (a pooled thread waiting
+     * for a task) is never counted as asleep. */
+    weft__wait_record record;
+    struct weft__parker *every_next; /* every parker ever made; under pool_lock (parker.c) */
     /* Who owns the parker: written when a thread takes it
      * (weft__parker_self, and the fork child handler). */
     pthread_t owner;
@@ -130,14 +130,6 @@ static inline int weft__parker_claimed(weft__parker *parker) {
     return atomic_load_explicit(&parker->claim, memory_order_acquire);
 }
 
-/* Owner, before parking: describe the wait for the deadlock report (what:
- * the blocking call's name, a string literal; object: what it waits on).
- * Two plain stores; NULL what marks a wait that is never reported. */
-static inline void weft__parker_note(weft__parker *parker, const char *what, const void *object) {
-    parker->what = what;
-    parker->object = object;
-}
-
 /* Owner, before publishing any waiter: wait awake for the operation to
  * become possible without registering, so that a partner that is running
  * keeps its fast path (a registered waiter sends it through the lock).
@@ -165,6 +157,34 @@ static inline void weft__parker_wait_done(weft__parker *parker) {
     if (parker->awake.crowded) parker->patience = weft__patience_crowded(parker->patience);
 }
 
+/* Owner (parker may be NULL: then nothing), on a blocking call's slow
+ * path before it parks: describe the wait for weft_debug_dump and the
+ * deadlock report (call: the blocking call's name, a string literal;
+ * object: what it waits on; count and length: the numbers shown beside
+ * it, see waitrecord.h). Calls nest; the outermost one's description
+ * stands. Every begin must be matched by weft__wait_end once the wait is
+ * over, on every path. */
+static inline void weft__wait_begin(weft__parker *parker, const char *call, const void *object,
+                                    size_t count, size_t length) {
+    if (parker)
+        weft__wait_record_begin(&parker->record, call, object, count, length, parker->thread_id);
+}
+
+static inline void weft__wait_end(weft__parker *parker) {
+    if (parker) weft__wait_record_end(&parker->record);
+}
+
+/* weft__wait_begin on the calling thread's parker, which it returns (NULL
+ * when the thread has none and none can be made: nothing is recorded). */
+weft__parker *weft__wait_begin_self(const char *call, const void *object, size_t count,
+                                    size_t length);
+
+/* For weft_debug_dump: copy the record of every parker whose owner is in
+ * a described wait into out[0..room), and return how many there were
+ * (more than room: call again with more room). Takes the parkers' list
+ * lock; allocates nothing. */
+size_t weft__parker_waits(weft__wait_snapshot *out, size_t room);
+
 /* Claimer: wake the owner. Everything the claimer wrote before this call
  * is visible to the owner when weft__parker_park returns 0. */
 void weft__parker_unpark(weft__parker *parker);
@@ -172,7 +192,7 @@ void weft__parker_unpark(weft__parker *parker);
 /* Owner: wait for an unpark, or until deadline. Returns 0 when unparked
  * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. With
  * a sleep observer installed and counting, a described wait
- * (weft__parker_note) with no deadline is counted as asleep while it
+ * (weft__wait_begin) with no deadline is counted as asleep while it
  * sleeps (deadlock.h). */
 int weft__parker_park(weft__parker *parker, weft_time deadline);
 

@@ -1186,6 +1186,78 @@ static void assert_blockers_clean(blockers *on) {
     ck_assert_int_eq(weft_sem_try_acquire(&on->sem, 1), 0);
 }
 
+/* ---- the goroutine dump ------------------------------------------------- */
+
+/* More blocked threads than weft_debug_dump keeps on its stack, so that
+ * it allocates; with memory gone it still writes a whole, parseable dump,
+ * of as many threads as its stack holds, and says it is truncated. */
+enum { DUMPED_THREADS = 40, DUMP_STACK_ROOM = 32 /* dump.c's STACK_ROOM */ };
+static weft_chan *dumped_channel;
+
+static void *block_for_dump(void *unused) {
+    (void)unused;
+    int value;
+    weft_chan_recv(dumped_channel, &value);
+    return NULL;
+}
+
+/* Dump into memory; the number of thread lines and whether it says it
+ * was truncated. */
+static int dump_threads(int *truncated) {
+    static char text[64 * 1024];
+    int fd = memfd_create("dump", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    weft_debug_dump(fd);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    ssize_t got = read(fd, text, sizeof text - 1);
+    close(fd);
+    ck_assert_int_gt(got, 0);
+    text[got] = '\0';
+    ck_assert_msg(strncmp(text, "weft: dump-begin ", 17) == 0, "no dump-begin: %s", text);
+    const char *end = strstr(text, "weft: dump-end lines=");
+    ck_assert_msg(end && end[strlen(end) - 1] == '\n', "no dump-end: %s", text);
+    int lines = 0;
+    for (const char *line = strstr(text, "\nweft: thread "); line;
+         line = strstr(line + 1, "\nweft: thread "))
+        lines++;
+    int announced;
+    ck_assert_int_eq(sscanf(end, "weft: dump-end lines=%d truncated=%d", &announced, truncated), 2);
+    ck_assert_int_eq(announced, lines);
+    return lines;
+}
+
+START_TEST(debug_dump_truncates_cleanly_at_every_allocation) {
+    dumped_channel = weft_chan_make(sizeof(int), 0);
+    pthread_t threads[DUMPED_THREADS];
+    for (int i = 0; i < DUMPED_THREADS; i++) start_thread(&threads[i], block_for_dump, NULL);
+    int truncated;
+    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
+    while (dump_threads(&truncated) < DUMPED_THREADS) {
+        ck_assert(weft_now() < give_up);
+        sleep_ms(5);
+    }
+    long k = 1;
+    for (;; k++) {
+        ck_assert_int_le(k, MAX_POINTS);
+        arm(k);
+        int lines = dump_threads(&truncated);
+        long attempts = disarm();
+        if (attempts < k) {
+            ck_assert_int_eq(lines, DUMPED_THREADS);
+            ck_assert_int_eq(truncated, 0);
+            break;
+        }
+        ck_assert_int_eq(lines, DUMP_STACK_ROOM);
+        ck_assert_int_eq(truncated, 1);
+        after_failure("weft_debug_dump", k);
+    }
+    ck_assert_int_ge(report_points("weft_debug_dump (40 threads)", k, NULL), 1);
+    weft_chan_close(dumped_channel);
+    for (int i = 0; i < DUMPED_THREADS; i++) join_thread(threads[i]);
+    weft_chan_release(dumped_channel);
+}
+END_TEST
+
 /* Each blocking call, made first thing in a new thread, allocates that
  * thread's parker. When that fails, every one of them (channel
  * operations, select and the sync primitives) still waits, by yielding.
@@ -1714,6 +1786,7 @@ static Suite *faults_suite(void) {
     tcase_add_test(allocation, group_go_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, select_over_many_cases_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, first_blocking_call_of_a_new_thread_survives_a_failed_parker);
+    tcase_add_test(allocation, debug_dump_truncates_cleanly_at_every_allocation);
 
     TCase *threads = new_case(suite, "thread start");
     tcase_add_test(threads, pool_go_with_failing_thread_start_disturbs_nobody);
