@@ -118,7 +118,11 @@ static void select_workloads(bench_options *options, bool (*in_group)(const benc
         if (in_group(&workloads[i])) options->workload_selected[i] = true;
 }
 
-static bool in_grid(const bench_workload *workload) { return workload_in_grid(workload); }
+static bool in_grid(const bench_workload *workload) {
+    return workload_in_grid(workload) && !workload->latency;
+}
+
+static bool in_latency(const bench_workload *workload) { return workload->latency; }
 
 static bool in_go(const bench_workload *workload) { return workload->go_reference != NULL; }
 
@@ -135,6 +139,8 @@ static int accept_workload(bench_options *options, const char *item, size_t leng
         select_workloads(options, in_grid);
     } else if (item_is(item, length, "go")) {
         select_workloads(options, in_go);
+    } else if (item_is(item, length, "latency")) {
+        select_workloads(options, in_latency);
     } else if (!item_is(item, length, "ctx")) {
         for (size_t i = 0; i < workload_count; i++) {
             if (item_is(item, length, workloads[i].name)) {
@@ -194,6 +200,7 @@ typedef enum option_id {
     OPTION_PEERS,
     OPTION_FORMAT,
     OPTION_SVG,
+    OPTION_LATENCY_SVG,
     OPTION_TIMEOUT,
     OPTION_QUIET,
     OPTION_LIST,
@@ -212,6 +219,7 @@ static const option_spec option_specs[] = {
     {"messages", 'm', true, OPTION_MESSAGES}, {"threads", 't', true, OPTION_THREADS},
     {"repeat", 'r', true, OPTION_REPEAT},     {"peers", 'p', true, OPTION_PEERS},
     {"format", 'f', true, OPTION_FORMAT},     {"svg", 's', true, OPTION_SVG},
+    {"latency-svg", 0, true, OPTION_LATENCY_SVG},
     {"timeout", 0, true, OPTION_TIMEOUT},     {"quiet", 'q', false, OPTION_QUIET},
     {"list", 'l', false, OPTION_LIST},        {"help", 'h', false, OPTION_HELP},
 };
@@ -284,6 +292,10 @@ static int apply(bench_options *options, const option_spec *spec, const char *va
     case OPTION_SVG:
         if (*value == '\0') return options_error("bad --svg '' (a file name)");
         options->svg_path = value;
+        return 0;
+    case OPTION_LATENCY_SVG:
+        if (*value == '\0') return options_error("bad --latency-svg '' (a file name)");
+        options->latency_svg_path = value;
         return 0;
     case OPTION_QUIET: options->quiet = true; return 0;
     case OPTION_LIST: options->list = true; return 0;
