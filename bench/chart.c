@@ -321,8 +321,8 @@ int chart_write_svg(const bench_report *report, const chart_info *info, FILE *ou
 enum {
     PANEL_WIDTH = 322,
     PANEL_HEIGHT = 262,
-    PANEL_LEFT = 46,   /* the latency labels, inside the panel */
-    PANEL_TOP = 54,    /* the case name and a line per peer */
+    PANEL_LEFT = 46, /* the latency labels, inside the panel */
+    PANEL_TOP = 54,  /* the case name and a line per peer */
     PANEL_RIGHT = 12,
     PANEL_BOTTOM = 30, /* the percentile labels */
     PANELS_PER_ROW = 3,
@@ -406,7 +406,7 @@ static void draw_panel_grid(FILE *out, const panel *frame) {
     static const struct {
         double quantile;
         const char *label;
-    } ticks[] = {{0.5, "50"},   {0.9, "90"},      {0.99, "99"},
+    } ticks[] = {{0.5, "50"},     {0.9, "90"},       {0.99, "99"},
                  {0.999, "99.9"}, {0.9999, "99.99"}, {1, "max"}};
     for (size_t i = 0; i < sizeof ticks / sizeof ticks[0]; i++) {
         double x = panel_x(frame, ticks[i].quantile);
@@ -450,8 +450,9 @@ static void draw_latency_panel(FILE *out, const case_result *result, double left
                                const axis *scale, const char *const *names, size_t name_count) {
     char capacity[32];
     report_capacity_text(result, capacity, sizeof capacity);
-    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">%s <tspan class=\"cap\">cap "
-                 "%s</tspan></text>\n",
+    fprintf(out,
+            "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">%s <tspan class=\"cap\">cap "
+            "%s</tspan></text>\n",
             left + 4, top + 14, result->workload, capacity);
     panel frame = {left + PANEL_LEFT, top + PANEL_TOP, left + PANEL_WIDTH - PANEL_RIGHT,
                    top + PANEL_HEIGHT - PANEL_BOTTOM, *scale};
@@ -536,8 +537,9 @@ int chart_write_latency_svg(const bench_report *report, const chart_info *info, 
     fputs("<text x=\"10\" y=\"40\" class=\"note\">$ ", out);
     put_escaped(out, info->command);
     fputs("</text>\n", out);
-    fprintf(out, "<text x=\"10\" y=\"56\" class=\"note\">%d threads (T), %d runs per case, %ld CPUs, "
-                 "load average %.2f at start; ",
+    fprintf(out,
+            "<text x=\"10\" y=\"56\" class=\"note\">%d threads (T), %d runs per case, %ld CPUs, "
+            "load average %.2f at start; ",
             context->threads, context->repeat, context->cpus, context->load_average);
     put_escaped(out, context->cpu_model);
     if (isnan(context->round_trip_ns))

@@ -19,14 +19,17 @@ void options_usage(FILE *out) {
     fprintf(
         out,
         "usage: weft-bench [options]\n"
-        "Channel throughput of weft against a mutex+condvar queue, measured in the same run;\n"
-        "Go's runtime channel benchmarks; goroutine spawn against pthread_create+join; and\n"
-        "what weft's contexts cost.\n"
+        "Channel throughput and send-to-receive latency of weft against a mutex+condvar\n"
+        "queue, measured in the same run; Go's runtime channel benchmarks; goroutine spawn\n"
+        "against pthread_create+join; and what weft's contexts cost.\n"
         "\n"
         "  -w, --workload LIST  comma-separated workloads and context cases, or the groups\n"
         "                       'grid' (seq..select_both, at every --cap), 'go' (Go's\n"
-        "                       runtime benchmarks), 'chan' (every workload: grid, go and\n"
-        "                       spawn), 'ctx' (every context case) and 'all' (the default);\n"
+        "                       runtime benchmarks), 'latency' (latency_light and\n"
+        "                       latency_full, at every --cap: p50, p99, p99.9, max of each\n"
+        "                       message's send-to-receive time), 'chan' (every workload:\n"
+        "                       grid, go, spawn and latency), 'ctx' (every context case)\n"
+        "                       and 'all' (the default);\n"
         "                       see --list. Go's benchmarks and spawn run once, with Go's\n"
         "                       capacities, whatever --cap says. The context cases run\n"
         "                       weft alone on one thread, in sizes of their own: --cap,\n"
@@ -45,11 +48,14 @@ void options_usage(FILE *out) {
         "  -p, --peers LIST     peers to run: condvar,weft,pthread (default all); ratios\n"
         "                       need the baseline (condvar; pthread for spawn); the context\n"
         "                       cases need weft\n"
-        "  -f, --format F       table (default), csv or json, on stdout; the context cases\n"
-        "                       print as a section of their own (a second CSV block, after\n"
-        "                       a blank line; \"context_results\" in JSON)\n"
+        "  -f, --format F       table (default), csv or json, on stdout; the latency and\n"
+        "                       context cases print as sections of their own (CSV blocks\n"
+        "                       of their own, after a blank line; \"latency_results\" and\n"
+        "                       \"context_results\" in JSON)\n"
         "  -s, --svg FILE       also write a bar chart of the channel cases and spawn\n"
         "                       (median rate, min-max whiskers, log scale) to FILE, SVG\n"
+        "      --latency-svg FILE  also write the latency cases' distributions (latency\n"
+        "                       by percentile, a panel per case, log scale) to FILE, SVG\n"
         "      --timeout S      abort (exit 3) when one run takes longer than S seconds;\n"
         "                       0: never; default %d\n"
         "  -q, --quiet          no progress lines on stderr\n"
@@ -215,13 +221,19 @@ typedef struct option_spec {
 } option_spec;
 
 static const option_spec option_specs[] = {
-    {"workload", 'w', true, OPTION_WORKLOAD}, {"cap", 'c', true, OPTION_CAP},
-    {"messages", 'm', true, OPTION_MESSAGES}, {"threads", 't', true, OPTION_THREADS},
-    {"repeat", 'r', true, OPTION_REPEAT},     {"peers", 'p', true, OPTION_PEERS},
-    {"format", 'f', true, OPTION_FORMAT},     {"svg", 's', true, OPTION_SVG},
+    {"workload", 'w', true, OPTION_WORKLOAD},
+    {"cap", 'c', true, OPTION_CAP},
+    {"messages", 'm', true, OPTION_MESSAGES},
+    {"threads", 't', true, OPTION_THREADS},
+    {"repeat", 'r', true, OPTION_REPEAT},
+    {"peers", 'p', true, OPTION_PEERS},
+    {"format", 'f', true, OPTION_FORMAT},
+    {"svg", 's', true, OPTION_SVG},
     {"latency-svg", 0, true, OPTION_LATENCY_SVG},
-    {"timeout", 0, true, OPTION_TIMEOUT},     {"quiet", 'q', false, OPTION_QUIET},
-    {"list", 'l', false, OPTION_LIST},        {"help", 'h', false, OPTION_HELP},
+    {"timeout", 0, true, OPTION_TIMEOUT},
+    {"quiet", 'q', false, OPTION_QUIET},
+    {"list", 'l', false, OPTION_LIST},
+    {"help", 'h', false, OPTION_HELP},
 };
 
 /* Finds the spec of argument (`--name`, `--name=value` or `-x`); sets

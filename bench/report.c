@@ -71,8 +71,8 @@ case_result *report_add_case(bench_report *report, const char *workload, size_t 
                              const bool *is_baseline, int repeat) {
     case_result shape = {workload, capacity, capacity_is_messages, capacity_label,
                          messages, threads,  peer_count,           NULL};
-    return add_case(&report->cases, &report->case_count, &report->case_capacity, &shape,
-                    peer_names, is_baseline, repeat);
+    return add_case(&report->cases, &report->case_count, &report->case_capacity, &shape, peer_names,
+                    is_baseline, repeat);
 }
 
 case_result *report_add_latency_case(bench_report *report, const char *workload, size_t capacity,
@@ -81,9 +81,9 @@ case_result *report_add_latency_case(bench_report *report, const char *workload,
                                      const bool *is_baseline, int repeat) {
     case_result shape = {workload, capacity, capacity_is_messages, NULL,
                          messages, threads,  peer_count,           NULL};
-    case_result *added = add_case(&report->latency_cases, &report->latency_case_count,
-                                  &report->latency_case_capacity, &shape, peer_names, is_baseline,
-                                  repeat);
+    case_result *added =
+        add_case(&report->latency_cases, &report->latency_case_count,
+                 &report->latency_case_capacity, &shape, peer_names, is_baseline, repeat);
     for (size_t i = 0; i < peer_count; i++)
         added->peers[i].latency_ns = allocate((size_t)repeat * LATENCY_POINTS, sizeof(double));
     return added;
@@ -221,9 +221,7 @@ const case_result *report_case(const bench_report *report, size_t index) {
     return &report->cases[index];
 }
 
-size_t report_latency_case_count(const bench_report *report) {
-    return report->latency_case_count;
-}
+size_t report_latency_case_count(const bench_report *report) { return report->latency_case_count; }
 
 const case_result *report_latency_case(const bench_report *report, size_t index) {
     return &report->latency_cases[index];
@@ -278,8 +276,7 @@ static void compute_latency_row(const case_result *result, const peer_result *pe
                                 latency_row *out) {
     out->result = result;
     out->peer = peer;
-    for (size_t i = 0; i < LATENCY_POINTS; i++)
-        report_summarize_latency(peer, i, &out->points[i]);
+    for (size_t i = 0; i < LATENCY_POINTS; i++) report_summarize_latency(peer, i, &out->points[i]);
     const peer_result *baseline = report_baseline_of(result);
     out->baseline = baseline ? baseline->peer : NULL;
     out->has_ratio = baseline != NULL && !peer->is_baseline;
@@ -321,8 +318,7 @@ static void print_machine(const report_context *context, FILE *out) {
     if (isnan(context->round_trip_ns))
         fputs("cache-line round trip not measured (one CPU, or no core to spare)\n", out);
     else
-        fprintf(out, "cache-line round trip %.0f ns between two threads\n",
-                context->round_trip_ns);
+        fprintf(out, "cache-line round trip %.0f ns between two threads\n", context->round_trip_ns);
 }
 
 /* Microseconds, as significant. */
@@ -438,15 +434,16 @@ static void print_measure_table(const bench_report *report, FILE *out) {
 
 static void print_latency_table(const bench_report *report, FILE *out) {
     const report_context *context = &report->context;
-    fprintf(out,
-            "weft-bench latency (-w latency): microseconds from just before a send to just after\n"
-            "its receive (one clock read included), every message of every run; per run its min,\n"
-            "p50, p99, p99.9 and max; here the median over %d runs (min-max). latency_light: 1\n"
-            "producer, a message every %ld us, so each finds the receiver idle (the wake-up path).\n"
-            "latency_full: T producers back to back: hand-off plus time queued behind the\n"
-            "others (at capacity N the whole backlog: it grows with the messages).\n"
-            "vs base: the baseline's (%s) median p50 / p99 over this peer's; above 1: faster.\n",
-            context->repeat, LATENCY_GAP_NS / 1000, context->baseline);
+    fprintf(
+        out,
+        "weft-bench latency (-w latency): microseconds from just before a send to just after\n"
+        "its receive (one clock read included), every message of every run; per run its min,\n"
+        "p50, p99, p99.9 and max; here the median over %d runs (min-max). latency_light: 1\n"
+        "producer, a message every %ld us, so each finds the receiver idle (the wake-up path).\n"
+        "latency_full: T producers back to back: hand-off plus time queued behind the\n"
+        "others (at capacity N the whole backlog: it grows with the messages).\n"
+        "vs base: the baseline's (%s) median p50 / p99 over this peer's; above 1: faster.\n",
+        context->repeat, LATENCY_GAP_NS / 1000, context->baseline);
     print_machine(context, out);
     fprintf(out, "\n%-18s %-4s %9s  %-8s %8s %8s  %-15s %8s  %-15s %8s %8s  %s\n", "workload",
             "cap", "samples", "peer", "min", "p50", "(min-max)", "p99", "(min-max)", "p99.9", "max",
@@ -471,14 +468,15 @@ static void print_latency_table(const bench_report *report, FILE *out) {
                          microseconds(line.points[spread_points[i]].min, low, sizeof low),
                          microseconds(line.points[spread_points[i]].max, high, sizeof high));
             if (line.has_ratio)
-                snprintf(ratio, sizeof ratio, "%sx/%sx", significant(line.p50_ratio, low, sizeof low),
+                snprintf(ratio, sizeof ratio, "%sx/%sx",
+                         significant(line.p50_ratio, low, sizeof low),
                          significant(line.p99_ratio, high, sizeof high));
             else
                 snprintf(ratio, sizeof ratio, "%s", line.peer->is_baseline ? "" : "-");
-            fprintf(out, "%-18s %-4s %9ld  %-8s %8s %8s  %-15s %8s  %-15s %8s %8s", result->workload,
-                    capacity, result->messages, line.peer->peer, text[LATENCY_MIN],
-                    text[LATENCY_P50], spread[0], text[LATENCY_P99], spread[1], text[LATENCY_P999],
-                    text[LATENCY_MAX]);
+            fprintf(out, "%-18s %-4s %9ld  %-8s %8s %8s  %-15s %8s  %-15s %8s %8s",
+                    result->workload, capacity, result->messages, line.peer->peer,
+                    text[LATENCY_MIN], text[LATENCY_P50], spread[0], text[LATENCY_P99], spread[1],
+                    text[LATENCY_P999], text[LATENCY_MAX]);
             if (ratio[0] != '\0') fprintf(out, "  %s", ratio);
             fputc('\n', out);
         }
@@ -569,7 +567,8 @@ static void print_latency_csv(const bench_report *report, FILE *out) {
             latency_row line;
             compute_latency_row(result, &result->peers[p], &line);
             const measure_summary *points = line.points;
-            fprintf(out, "%s,%zu,%d,%s,%ld,%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s,",
+            fprintf(out,
+                    "%s,%zu,%d,%s,%ld,%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s,",
                     result->workload, result->capacity, result->capacity_is_messages, capacity,
                     result->messages, result->threads, line.peer->peer, line.peer->runs,
                     points[LATENCY_MIN].median / 1e3, points[LATENCY_P50].median / 1e3,
@@ -577,8 +576,10 @@ static void print_latency_csv(const bench_report *report, FILE *out) {
                     points[LATENCY_P99].median / 1e3, points[LATENCY_P99].min / 1e3,
                     points[LATENCY_P99].max / 1e3, points[LATENCY_P999].median / 1e3,
                     points[LATENCY_MAX].median / 1e3, line.baseline ? line.baseline : "");
-            if (line.has_ratio) fprintf(out, "%.4f,%.4f", line.p50_ratio, line.p99_ratio);
-            else fputc(',', out);
+            if (line.has_ratio)
+                fprintf(out, "%.4f,%.4f", line.p50_ratio, line.p99_ratio);
+            else
+                fputc(',', out);
             fputc('\n', out);
         }
     }

@@ -166,9 +166,9 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
     bool latency = plan->workload->latency;
     case_result *result =
         latency ? report_add_latency_case(report, plan->workload->name, plan->capacity,
-                                          plan->capacity_entry == CAPACITY_MESSAGES,
-                                          plan->messages, plan->threads, plan->peer_count, names,
-                                          is_baseline, options->repeat)
+                                          plan->capacity_entry == CAPACITY_MESSAGES, plan->messages,
+                                          plan->threads, plan->peer_count, names, is_baseline,
+                                          options->repeat)
                 : report_add_case(report, plan->workload->name, plan->capacity,
                                   plan->capacity_entry == CAPACITY_MESSAGES,
                                   plan->workload->capacity_label, plan->messages, plan->threads,
@@ -269,9 +269,10 @@ static void print_list(void) {
         if (workload->go_reference != NULL)
             printf("  %-18s   Go 1.19 here (GOMAXPROCS=2): %s\n", "", workload->go_reference);
     }
-    puts("groups: grid (the first six, at every --cap), go (Go's benchmarks), latency "
-         "(latency_light and latency_full, at every --cap), chan (every workload), ctx (the context "
-         "cases), all");
+    puts(
+        "groups: grid (the first six, at every --cap), go (Go's benchmarks), latency "
+        "(latency_light and latency_full, at every --cap), chan (every workload), ctx (the context "
+        "cases), all");
     puts("peers:");
     for (size_t i = 0; i < peer_count; i++) {
         printf("  %-18s %s", peers[i].name, peers[i].summary);

@@ -749,8 +749,8 @@ static void *stamper_main(void *argument) {
 }
 
 /* Receives total timestamps on the calling thread into latencies. */
-static void receive_latencies(const bench_peer *peer, void *channel, long total,
-                              long *latencies, const char *workload_name) {
+static void receive_latencies(const bench_peer *peer, void *channel, long total, long *latencies,
+                              const char *workload_name) {
     for (long i = 0; i < total; i++) {
         long sent = receive_one(peer, channel);
         long sample = (long)weft_now() - sent;
