@@ -206,7 +206,7 @@ void report_latency_points(long *samples, size_t count, double *points) {
     qsort(samples, count, sizeof *samples, compare_longs);
     for (size_t i = 0; i < LATENCY_POINTS; i++) {
         /* nearest rank: the smallest sample with at least q * count at or below it */
-        double rank = ceil(latency_quantiles[i] * (double)count - 1e-6); /* 0.9999 * 10000 */
+        double rank = ceil(latency_quantiles[i] * (double)count);
         size_t index = rank >= 1 ? (size_t)rank - 1 : 0;
         if (index >= count) index = count - 1;
         points[i] = (double)samples[index];

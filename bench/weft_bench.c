@@ -141,17 +141,20 @@ static void print_progress_figures(const case_result *result, const peer_result 
     fprintf(stderr, " %s %.3g M/s", peer->peer, summary.median_rate / 1e6);
 }
 
-/* A latency case's sample array: room for every message of a run (shares
- * round up to one per thread), touched now so that no page fault falls
+/* Room for every sample of a latency case's run (shares round up to one
+ * per thread). */
+static size_t sample_room(const case_plan *plan) {
+    return (size_t)plan->messages + (size_t)plan->threads;
+}
+
+/* A latency case's sample array, touched now so that no page fault falls
  * inside a run. Exits with status 2 when memory runs out. */
 static long *allocate_samples(const case_plan *plan) {
-    size_t room = (size_t)plan->messages + (size_t)plan->threads;
-    long *samples = calloc(room, sizeof *samples);
+    long *samples = calloc(sample_room(plan), sizeof *samples);
     if (samples == NULL) {
         fputs("weft-bench: out of memory\n", stderr);
         exit(2);
     }
-    memset(samples, 0xff, room * sizeof *samples);
     return samples;
 }
 
@@ -185,6 +188,8 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
             workload_params params = {plan->peers[index], plan->capacity, plan->messages,
                                       plan->threads, samples};
             peer_result *peer = &result->peers[index];
+            /* -1 ns everywhere: a sample the run did not store shows as the min */
+            if (latency) memset(samples, 0xff, sample_room(plan) * sizeof *samples);
             result->messages = measure(options, plan->workload, &params, peer);
             if (latency)
                 report_latency_points(samples, (size_t)result->messages,
