@@ -39,7 +39,7 @@ void options_usage(FILE *out) {
         "  -m, --messages N     messages per case (k and M suffixes allowed); default %ld\n"
         "                       in the grid, %ld at capacity 0 and 1 (where the condvar\n"
         "                       baseline sleeps and wakes on every message); Go's\n"
-        "                       benchmarks and spawn have their own (see --list)\n"
+        "                       benchmarks, spawn and latency have their own (see --list)\n"
         "  -t, --threads T      producer (and consumer) threads, the threads of Go's\n"
         "                       parallel benchmarks (Go runs GOMAXPROCS: -t $(nproc) to\n"
         "                       match), the tasks spawned at a time; default %d\n"

@@ -147,8 +147,9 @@ static size_t sample_room(const case_plan *plan) {
     return (size_t)plan->messages + (size_t)plan->threads;
 }
 
-/* A latency case's sample array, touched now so that no page fault falls
- * inside a run. Exits with status 2 when memory runs out. */
+/* A latency case's sample array (run_case resets it before each run,
+ * which touches every page: no page fault falls inside a run). Exits with
+ * status 2 when memory runs out. */
 static long *allocate_samples(const case_plan *plan) {
     long *samples = calloc(sample_room(plan), sizeof *samples);
     if (samples == NULL) {
@@ -269,6 +270,8 @@ static void print_list(void) {
             else if (strcmp(workload->capacity_label, "-") != 0)
                 printf("capacity %s, ", workload->capacity_label);
             printf("%ld messages by default]", workload->default_messages);
+        } else if (workload->default_messages > 0) {
+            printf(" [%ld messages by default]", workload->default_messages);
         }
         putchar('\n');
         if (workload->go_reference != NULL)
