@@ -238,49 +238,10 @@ bool weft__parker_stuck(weft__parker *parker) {
            weft__parker_claimed(parker) == WEFT__UNCLAIMED;
 }
 
-/* After a sleep ended by an unpark: keep the patience that would have
- * paid (patience.h). A wake-up stamped before this wait began was not
- * the one that ended it (its unparker's stamp is still to come, or a
- * spurious wake took the unpark): that sleep teaches nothing. */
-static void learn(weft__parker *parker, const weft__patience *patience) {
-    weft_time now = weft_now();
-    weft_time unparked = atomic_load_explicit(&parker->unparked_at, memory_order_relaxed);
-    if (patience->crowded) {
-        /* Awake, we only kept a thread with work off the core. */
-        parker->patience = weft__patience_crowded(patience->give_up - patience->began);
-        return;
-    }
-    if (unparked < patience->began || unparked > now) return;
-    parker->patience = weft__patience_learn(patience->give_up - patience->began,
-                                            now - patience->began, now - unparked);
-}
-
-int weft__parker_park(weft__parker *parker, weft_time deadline) {
-    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
-    if (hook) hook();
-    /* A partner that is running completes a hand-off within a few hundred
-     * nanoseconds; one that is not needs our core, which the yields give.
-     * How long is worth it depends on the host: patience.h. */
-    weft__patience patience;
-    if (parker->awake_begun) {
-        /* The caller waited awake before registering: what remains of its
-         * budget, and at least a brief poll for a partner that found the
-         * waiter just published. */
-        patience = parker->awake;
-        weft__patience_resume(&patience);
-    } else {
-        weft__patience_start(&patience, parker->patience ? parker->patience : WEFT__PATIENCE_FIRST);
-    }
-    if (deadline != WEFT_FOREVER && deadline < patience.give_up)
-        patience.give_up = deadline; /* a deadline is not overslept awake */
-    do
-        if (consume(parker)) return 0;
-    while (weft__patience_wait(&patience));
+/* Sleep until unparked (0) or the deadline (WEFT_ETIMEDOUT). */
+static int sleep_until(weft__parker *parker, weft_time deadline) {
     const weft__sleep_observer *watcher = atomic_load_explicit(&observer, memory_order_relaxed);
-    if (__builtin_expect(watcher != NULL, 0) && park_counted(parker, deadline, watcher)) {
-        learn(parker, &patience);
-        return 0;
-    }
+    if (__builtin_expect(watcher != NULL, 0) && park_counted(parker, deadline, watcher)) return 0;
     struct timespec until = weft__timespec(deadline);
     int result = 0;
     pthread_mutex_lock(&parker->mutex);
@@ -305,7 +266,50 @@ int weft__parker_park(weft__parker *parker, weft_time deadline) {
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
 out:
     pthread_mutex_unlock(&parker->mutex);
+    return result;
+}
+
+/* After a sleep ended by an unpark: keep the patience that would have
+ * paid (patience.h). A wake-up stamped before this wait began was not
+ * the one that ended it (its unparker's stamp is still to come, or a
+ * spurious wake took the unpark): that sleep teaches nothing. */
+static void learn(weft__parker *parker, const weft__patience *patience) {
+    weft_time now = weft_now();
+    weft_time unparked = atomic_load_explicit(&parker->unparked_at, memory_order_relaxed);
+    if (patience->crowded || unparked < patience->began || unparked > now) return;
+    parker->learned.patience = weft__patience_learn(patience->give_up - patience->began,
+                                                    now - patience->began, now - unparked);
+}
+
+int weft__parker_park(weft__parker *parker, weft_time deadline) {
+    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
+    if (hook) hook();
+    /* A partner that is running completes a hand-off within a few hundred
+     * nanoseconds; one that is not needs our core, which the yields give.
+     * How long is worth it depends on the host: patience.h. */
+    weft__patience patience;
+    if (parker->awake_begun) {
+        /* The caller waited awake before registering: what remains of its
+         * budget, and at least a brief poll for a partner that found the
+         * waiter just published. */
+        patience = parker->awake;
+        weft__patience_resume(&patience);
+    } else {
+        weft__patience_start(&patience, &parker->learned);
+    }
+    if (deadline != WEFT_FOREVER && deadline < patience.give_up)
+        patience.give_up = deadline; /* a deadline is not overslept awake */
+    int result = 0;
+    do
+        if (consume(parker)) goto awake;
+    while (weft__patience_wait(&patience));
+    result = sleep_until(parker, deadline);
     if (result == 0) learn(parker, &patience);
+awake:
+    if (parker->awake_begun)
+        parker->awake = patience; /* the caller's weft__parker_wait_done ends it */
+    else
+        weft__patience_end(&parker->learned, &patience);
     return result;
 }
 

@@ -88,9 +88,9 @@ typedef struct weft__parker {
     /* Owner only: an unpark of a poll was consumed since the last drain,
      * so the eventfd may hold a count. Saves a read(2) per wait. */
     bool eventfd_written;
-    /* How long the owner's waits stay awake before sleeping, learned from
-     * its sleeps (patience.h). Owner only. */
-    weft_time patience;
+    /* How long the owner's waits stay awake before sleeping, and whether
+     * they may yield, learned from its waits (patience.h). Owner only. */
+    weft__patience_memory learned;
     /* The current wait's time awake, when its caller began it before
      * registering (weft__parker_wait_awake); owner only. */
     weft__patience awake;
@@ -140,21 +140,20 @@ static inline int weft__parker_claimed(weft__parker *parker) {
  * parked or not. */
 static inline bool weft__parker_wait_awake(weft__parker *parker, bool first) {
     if (first) {
-        weft__patience_start(&parker->awake,
-                             parker->patience ? parker->patience : WEFT__PATIENCE_FIRST);
+        weft__patience_start(&parker->awake, &parker->learned);
         parker->awake_begun = true;
         return true;
     }
     return weft__patience_wait(&parker->awake);
 }
 
-/* Owner: the wait begun by weft__parker_wait_awake is over. If a yield
- * found the core crowded, the patience is cut however the wait ended:
- * a waiter that yields to a partner on its own core runs only when that
- * partner stops, while a sleeper is woken onto an idle core. */
+/* Owner: the wait begun by weft__parker_wait_awake is over. What a crowded
+ * core taught it is kept however the wait ended: a waiter that yields to
+ * a partner on its own core runs only when that partner stops, while a
+ * sleeper is woken onto an idle core. */
 static inline void weft__parker_wait_done(weft__parker *parker) {
+    if (parker->awake_begun) weft__patience_end(&parker->learned, &parker->awake);
     parker->awake_begun = false;
-    if (parker->awake.crowded) parker->patience = weft__patience_crowded(parker->patience);
 }
 
 /* Owner (parker may be NULL: then nothing), on a blocking call's slow

@@ -25,6 +25,17 @@
  * thousand goroutines), time awake only keeps a thread with work off the
  * core, and the wake-up is cheap because no vCPU halted.
  *
+ * A yield can cost far more than it gives. The kernel (CFS, and EEVDF
+ * more so) puts a yielding thread behind every other runnable thread of
+ * its core, so a waiter that shares its core with a busy partner (a
+ * producer computing between sends) runs again only when that partner's
+ * time slice ends, milliseconds later, while a sleeping waiter would have
+ * been woken at once, onto the idle core. So a yield that kept the thread
+ * off its core for a slice (WEFT__YIELD_SLICE) bans yields for a while,
+ * twice as long each time in a row up to WEFT__YIELD_BAN_MAX; a yield
+ * that got the core back soon lifts the doubling. A banned wait polls
+ * until its patience is spent, then sleeps.
+ *
  * The patience is per thread, kept in its parker (parker.h): no shared
  * writes, and a thread's waits are usually alike. */
 #ifndef WEFT_LIB_PATIENCE_H
@@ -38,29 +49,53 @@
 #include "weft/time.h"
 
 enum {
-    WEFT__POLL_TIME = 2000,       /* ns of pause-polling before the first yield */
-    WEFT__YIELD_BUSY = 5000,      /* ns away in one yield: others want the core */
-    WEFT__PATIENCE_MIN = 500,     /* ns: a few round trips of polling */
-    WEFT__PATIENCE_FIRST = 50000, /* ns: a thread's patience before it has slept */
-    WEFT__PATIENCE_MAX = 200000,  /* ns: the longest awake wait worth learning */
+    WEFT__POLL_TIME = 2000,           /* ns of pause-polling before the first yield */
+    WEFT__YIELD_BUSY = 5000,          /* ns off the core in one step: others want it */
+    WEFT__PATIENCE_MIN = 500,         /* ns: a few round trips of polling */
+    WEFT__PATIENCE_FIRST = 50000,     /* ns: a thread's patience before it has slept */
+    WEFT__PATIENCE_MAX = 200000,      /* ns: the longest awake wait worth learning */
+    WEFT__YIELD_SLICE = 100000,       /* ns off the core in one yield: a time slice lost */
+    WEFT__YIELD_BAN_FIRST = 10000000, /* ns without yields after a yield that lost a slice */
+    WEFT__YIELD_BAN_MAX = 1000000000, /* ns: the ban doubles up to this while yields stay dear */
 };
 
+/* What a thread has learned about waiting (kept in its parker). */
+typedef struct {
+    weft_time patience;       /* how long to stay awake; 0: not learned yet */
+    weft_time yield_ban;      /* the last ban's length; 0 after a cheap yield */
+    weft_time no_yield_until; /* no yields before then */
+} weft__patience_memory;
+
+/* One wait's time awake. */
 typedef struct {
     weft_time began;      /* when the wait began */
-    weft_time poll_until; /* pause-polling until then, yielding after */
+    weft_time poll_until; /* pause-polling until then, yielding after (if it may) */
     weft_time give_up;    /* awake until then */
     unsigned polls;       /* pause-polls so far (the clock is read every 8th) */
+    bool may_yield;       /* no ban on yields (see the top) */
+    bool yielded;         /* it has yielded, each time getting the core back soon */
     bool crowded;         /* it gave up because other threads wanted the core */
+    bool lost_slice;      /* ... in a yield that kept it off for a time slice */
 } weft__patience;
 
-/* Begin an awake wait of at most budget ns (WEFT__POLL_TIME or less: poll
- * only, never yield). */
-static inline void weft__patience_start(weft__patience *patience, weft_time budget) {
+/* Begin an awake wait of at most budget ns; one that may not yield polls
+ * all the time, as does one whose budget is within the polling time. */
+static inline void weft__patience_begin(weft__patience *patience, weft_time budget,
+                                        bool may_yield) {
     weft_time now = weft_now();
-    *patience =
-        (weft__patience){.began = now,
-                         .poll_until = now + (budget < WEFT__POLL_TIME ? budget : WEFT__POLL_TIME),
-                         .give_up = now + budget};
+    *patience = (weft__patience){
+        .began = now,
+        .poll_until = now + (budget < WEFT__POLL_TIME ? budget : WEFT__POLL_TIME),
+        .give_up = now + budget,
+        .may_yield = may_yield,
+    };
+}
+
+/* Begin an awake wait as the thread's memory says. */
+static inline void weft__patience_start(weft__patience *patience,
+                                        const weft__patience_memory *memory) {
+    weft__patience_begin(patience, memory->patience ? memory->patience : WEFT__PATIENCE_FIRST,
+                         weft_now() >= memory->no_yield_until);
 }
 
 /* Go on with a wait begun earlier: poll again for WEFT__POLL_TIME from
@@ -72,24 +107,53 @@ static inline void weft__patience_resume(weft__patience *patience) {
 }
 
 /* One more step of waiting awake: a pause, or past the polling time a
- * yield. False when the budget is spent or the core is wanted elsewhere:
- * time to sleep. */
+ * yield if it may. False when the budget is spent or the thread found
+ * itself kept off its core (others want it): time to sleep. */
 static inline bool weft__patience_wait(weft__patience *patience) {
-    weft_time now;
     if (patience->polls != UINT_MAX) {
         weft__cpu_relax();
         if (++patience->polls % 8 != 0) return true;
-        now = weft_now();
+        weft_time now = weft_now();
         if (now >= patience->give_up) return false;
-        if (now < patience->poll_until) return true;
+        if (now < patience->poll_until || !patience->may_yield) return true;
         patience->polls = UINT_MAX; /* yielding from now on */
-    } else {
-        now = weft_now();
-        if (now >= patience->give_up) return false;
     }
+    weft_time now = weft_now();
+    if (now >= patience->give_up) return false;
     sched_yield();
-    patience->crowded = weft_now() - now >= WEFT__YIELD_BUSY;
-    return !patience->crowded;
+    weft_time away = weft_now() - now;
+    if (away >= WEFT__YIELD_BUSY) {
+        patience->crowded = true;
+        patience->lost_slice = away >= WEFT__YIELD_SLICE;
+        return false;
+    }
+    patience->yielded = true;
+    return true;
+}
+
+/* The patience to keep after a wait that gave up because the core was
+ * crowded: a quarter, so that a thread among many soon sleeps at once. */
+static inline weft_time weft__patience_crowded(weft_time patience) {
+    patience /= 4;
+    return patience < WEFT__PATIENCE_MIN ? WEFT__PATIENCE_MIN : patience;
+}
+
+/* After any wait: what a crowded core teaches (see the top). A yield that
+ * lost the core for a slice bans yields for a while, twice as long each
+ * time in a row; one that got it back soon lifts the doubling. */
+static inline void weft__patience_end(weft__patience_memory *memory,
+                                      const weft__patience *patience) {
+    if (patience->crowded) {
+        memory->patience =
+            weft__patience_crowded(memory->patience ? memory->patience : WEFT__PATIENCE_FIRST);
+        if (patience->lost_slice) {
+            weft_time ban = memory->yield_ban ? 2 * memory->yield_ban : WEFT__YIELD_BAN_FIRST;
+            memory->yield_ban = ban < WEFT__YIELD_BAN_MAX ? ban : WEFT__YIELD_BAN_MAX;
+            memory->no_yield_until = weft_now() + memory->yield_ban;
+        }
+    } else if (patience->yielded) {
+        memory->yield_ban = 0;
+    }
 }
 
 /* The patience to keep after a wait that slept and was woken arrival ns
@@ -105,13 +169,6 @@ static inline weft_time weft__patience_learn(weft_time patience, weft_time arriv
     weft_time enough = arrival + arrival / 2;
     if (enough > WEFT__PATIENCE_MAX) enough = WEFT__PATIENCE_MAX;
     return enough > patience ? enough : patience;
-}
-
-/* The patience to keep after a wait that gave up because the core was
- * crowded: a quarter, so that a thread among many soon sleeps at once. */
-static inline weft_time weft__patience_crowded(weft_time patience) {
-    patience /= 4;
-    return patience < WEFT__PATIENCE_MIN ? WEFT__PATIENCE_MIN : patience;
 }
 
 #endif

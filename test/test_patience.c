@@ -69,7 +69,7 @@ END_TEST
 START_TEST(test_an_awake_wait_ends_once_its_budget_is_spent) {
     enum { BUDGET = 300000 };
     weft__patience patience;
-    weft__patience_start(&patience, BUDGET);
+    weft__patience_begin(&patience, BUDGET, true);
     while (weft__patience_wait(&patience)) continue;
     /* Early only when a yield found the core wanted; never much later
      * than the budget, whatever the load, but for one time slice away. */
@@ -81,9 +81,75 @@ START_TEST(test_a_poll_only_wait_never_yields) {
     /* Budget within the polling time: pauses only, so it ends at once
      * after the budget (a yield could keep it away for a time slice). */
     weft__patience patience;
-    weft__patience_start(&patience, WEFT__POLL_TIME / 2);
+    weft__patience_begin(&patience, WEFT__POLL_TIME / 2, true);
     while (weft__patience_wait(&patience)) ck_assert_uint_ne(patience.polls, UINT_MAX);
     ck_assert_int_ge(weft_now() - patience.began, WEFT__POLL_TIME / 2);
+}
+END_TEST
+
+START_TEST(test_a_wait_banned_from_yielding_only_polls) {
+    weft__patience patience;
+    weft__patience_begin(&patience, 100000, false);
+    while (weft__patience_wait(&patience)) ck_assert_uint_ne(patience.polls, UINT_MAX);
+    ck_assert(!patience.yielded);
+}
+END_TEST
+
+/* A crowded wait as weft__patience_wait leaves it: given up in a yield
+ * that kept it off the core for a time slice. */
+static weft__patience crowded_in_a_yield(void) {
+    weft__patience patience;
+    weft__patience_begin(&patience, 100000, true);
+    patience.polls = UINT_MAX;
+    patience.crowded = true;
+    patience.lost_slice = true;
+    return patience;
+}
+
+START_TEST(test_a_yield_that_lost_less_than_a_slice_bans_nothing) {
+    weft__patience_memory memory = {.patience = 80000};
+    weft__patience crowded = crowded_in_a_yield();
+    crowded.lost_slice = false;
+    weft__patience_end(&memory, &crowded);
+    ck_assert_int_eq(memory.patience, 20000); /* but it sleeps sooner */
+    ck_assert_int_eq(memory.yield_ban, 0);
+    ck_assert_int_eq(memory.no_yield_until, 0);
+}
+END_TEST
+
+START_TEST(test_a_yield_that_lost_the_core_bans_yields_a_while) {
+    weft__patience_memory memory = {.patience = 80000};
+    weft__patience crowded = crowded_in_a_yield();
+    weft_time before = weft_now();
+    weft__patience_end(&memory, &crowded);
+    ck_assert_int_eq(memory.patience, 20000);
+    ck_assert_int_eq(memory.yield_ban, WEFT__YIELD_BAN_FIRST);
+    ck_assert_int_ge(memory.no_yield_until, before + WEFT__YIELD_BAN_FIRST);
+    weft__patience next;
+    weft__patience_start(&next, &memory);
+    ck_assert(!next.may_yield);
+}
+END_TEST
+
+START_TEST(test_yields_that_keep_losing_the_core_ban_twice_as_long_each_time) {
+    weft__patience_memory memory = {0};
+    weft__patience crowded = crowded_in_a_yield();
+    for (int i = 0; i < 40; i++) weft__patience_end(&memory, &crowded);
+    ck_assert_int_eq(memory.yield_ban, WEFT__YIELD_BAN_MAX);
+    memory.yield_ban = WEFT__YIELD_BAN_FIRST;
+    weft__patience_end(&memory, &crowded);
+    ck_assert_int_eq(memory.yield_ban, 2 * WEFT__YIELD_BAN_FIRST);
+}
+END_TEST
+
+START_TEST(test_a_cheap_yield_lifts_the_doubling) {
+    weft__patience_memory memory = {.patience = 80000, .yield_ban = 4 * WEFT__YIELD_BAN_FIRST};
+    weft__patience cheap;
+    weft__patience_begin(&cheap, 100000, true);
+    cheap.yielded = true;
+    weft__patience_end(&memory, &cheap);
+    ck_assert_int_eq(memory.yield_ban, 0);
+    ck_assert_int_eq(memory.patience, 80000);
 }
 END_TEST
 
@@ -119,14 +185,14 @@ START_TEST(test_a_thread_whose_partner_comes_late_learns_to_sleep_sooner) {
     }
     join_thread(thread);
     /* Each 2 ms sleep is past the longest patience: halved every round. */
-    ck_assert_int_eq(self->patience, WEFT__PATIENCE_MIN);
+    ck_assert_int_eq(self->learned.patience, WEFT__PATIENCE_MIN);
 }
 END_TEST
 
 START_TEST(test_a_park_with_a_deadline_is_not_overslept_awake) {
     weft__parker *self = weft__parker_self();
     ck_assert_ptr_nonnull(self);
-    self->patience = WEFT__PATIENCE_MAX;
+    self->learned.patience = WEFT__PATIENCE_MAX;
     weft_time start = weft_now();
     ck_assert_int_eq(weft__parker_park(self, start + 20000), WEFT_ETIMEDOUT);
     ck_assert_int_ge(weft_now() - start, 20000);
@@ -203,6 +269,11 @@ static Suite *patience_suite(void) {
     tc = new_case(suite, "awake");
     tcase_add_test(tc, test_an_awake_wait_ends_once_its_budget_is_spent);
     tcase_add_test(tc, test_a_poll_only_wait_never_yields);
+    tcase_add_test(tc, test_a_wait_banned_from_yielding_only_polls);
+    tcase_add_test(tc, test_a_yield_that_lost_the_core_bans_yields_a_while);
+    tcase_add_test(tc, test_a_yield_that_lost_less_than_a_slice_bans_nothing);
+    tcase_add_test(tc, test_yields_that_keep_losing_the_core_ban_twice_as_long_each_time);
+    tcase_add_test(tc, test_a_cheap_yield_lifts_the_doubling);
     tc = new_case(suite, "parker");
     tcase_add_test(tc, test_a_thread_whose_partner_comes_late_learns_to_sleep_sooner);
     tcase_add_test(tc, test_a_park_with_a_deadline_is_not_overslept_awake);
