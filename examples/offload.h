@@ -105,8 +105,11 @@ static int offload_listen(void) {
 
 /* Bytes the loop read from the client (length 0: its end of input). */
 static void offload_take_input(offload *self, const char *bytes, size_t length) {
-    if (length == 0) self->input_ended = true;
-    if (length > sizeof self->input - self->input_length) length = 0; /* no room: see feed */
+    if (length == 0) {
+        self->input_ended = true;
+        return;
+    }
+    if (length > sizeof self->input - self->input_length) exit(1); /* read at most the room */
     memcpy(self->input + self->input_length, bytes, length);
     self->input_length += length;
 }
