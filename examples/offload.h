@@ -42,12 +42,12 @@ typedef struct {
     weft_chan *jobs;    /* loop -> workers; the loop polls its send fd when it is full */
     weft_chan *results; /* workers -> loop; the loop polls its receive fd */
     atomic_int workers_running;
-    weft_time work;     /* how long each line's "slow work" takes */
-    bool one_per_turn;  /* take one result per loop turn, not all that are ready */
-    char input[65536];  /* bytes read from the client, not yet handed over */
+    weft_time work;    /* how long each line's "slow work" takes */
+    bool one_per_turn; /* take one result per loop turn, not all that are ready */
+    char input[65536]; /* bytes read from the client, not yet handed over */
     size_t input_length;
-    bool input_ended;   /* the client shut its side */
-    long served;        /* results written back */
+    bool input_ended; /* the client shut its side */
+    long served;      /* results written back */
 } offload;
 
 static void offload_work(void *arg) {
@@ -147,8 +147,7 @@ static bool offload_feed(offload *self) {
 /* Take the results that are ready (one, with --one-per-turn) and give
  * each, newline added, to write(bytes, length, arg). Returns true once
  * the results channel is closed and drained: the loop may stop. */
-static bool offload_collect(offload *self, void (*write)(const char *, size_t, void *),
-                            void *arg) {
+static bool offload_collect(offload *self, void (*write)(const char *, size_t, void *), void *arg) {
     offload_line line;
     int status;
     while ((status = weft_chan_try_recv(self->results, &line)) == 0) {

@@ -36,8 +36,7 @@ static void queue_output(const char *bytes, size_t length, void *arg) {
     if (!out) exit(1);
     memcpy(out->bytes, bytes, length);
     uv_buf_t buffer = uv_buf_init(out->bytes, (unsigned)length);
-    if (uv_write(&out->request, (uv_stream_t *)&self->client, &buffer, 1, written) != 0)
-        free(out);
+    if (uv_write(&out->request, (uv_stream_t *)&self->client, &buffer, 1, written) != 0) free(out);
 }
 
 static void take_room(uv_handle_t *handle, size_t suggested, uv_buf_t *buffer) {
@@ -75,7 +74,7 @@ static void jobs_have_room(uv_poll_t *handle, int status, int events) {
 
 static void read_lines(uv_stream_t *stream, ssize_t got, const uv_buf_t *buffer) {
     server *self = stream->data;
-    if (got == 0) return; /* nothing this time (EAGAIN) */
+    if (got == 0) return;              /* nothing this time (EAGAIN) */
     if (got < 0) uv_read_stop(stream); /* UV_EOF, or an error: the input is over */
     offload_take_input(&self->work, buffer->base, got > 0 ? (size_t)got : 0);
     feed(self);

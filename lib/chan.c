@@ -124,7 +124,9 @@ struct weft_chan {
     weft__waitq receivers;                /* parked receivers */
     atomic_uint_fast64_t handoff_waiters; /* unbuffered: waiters ever queued (the version) */
     void *block; /* what make allocated: the channel, and small slots after it */
-    weft__chan_poll *poll; /* weft_chan_pollfd's fds, or NULL; set once, under lock */
+
+    /* weft_chan_pollfd's fds (chan_poll.h), or NULL; set once, under lock. */
+    weft__chan_poll *poll;
 };
 
 static inline slot *slot_at(const weft_chan *channel, uint64_t index) {
@@ -313,8 +315,7 @@ static inline atomic_int *flag_for(weft_chan *channel, int dir) {
 /* Under channel->lock: what the flag of dir should say: a waiter is
  * queued, or a poll fd's observer is armed (chan_poll.h). */
 static inline bool someone_waits(weft_chan *channel, int dir) {
-    return !weft__waitq_empty(queue_for(channel, dir)) ||
-           weft__chan_poll_armed(channel->poll, dir);
+    return !weft__waitq_empty(queue_for(channel, dir)) || weft__chan_poll_armed(channel->poll, dir);
 }
 
 /* Under channel->lock: claim the oldest open waiter of queue for a

@@ -244,8 +244,9 @@ static double producers_race_the_loop(size_t cap, int per_turn, long count) {
         start_thread(&threads[i], produce, &producers[i]);
     }
     loop_result result = run_loop(channel, per_turn, seen);
-    ck_assert_msg(!result.lost, "the loop waited %d ms for a readiness that never came (%ld of %ld)",
-                  LOST_MS, result.received, total);
+    ck_assert_msg(!result.lost,
+                  "the loop waited %d ms for a readiness that never came (%ld of %ld)", LOST_MS,
+                  result.received, total);
     for (int i = 0; i < PRODUCERS; i++) join_thread(threads[i]);
     check_worker_failures();
     double writes = (double)(atomic_load(&weft__chan_pollfd_writes) - writes_before);

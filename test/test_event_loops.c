@@ -169,8 +169,7 @@ static void serve_lines(const char *name, const char *option, long lines) {
                   status);
     char expected[128];
     snprintf(expected, sizeof expected, "served %ld lines\ngoroutines running: 0\n", lines);
-    ck_assert_msg(strstr(example.text, expected) != NULL, "%s printed \"%s\"", name,
-                  example.text);
+    ck_assert_msg(strstr(example.text, expected) != NULL, "%s printed \"%s\"", name, example.text);
 }
 
 START_TEST(test_epoll_offload_answers_each_line_once_and_exits_cleanly) {
