@@ -126,42 +126,41 @@ static void *send_one_long(void *arg) {
 static void *receive_one_long(void *arg) {
     long value = 0;
     WORKER_EXPECT(weft_chan_recv(arg, &value) == 0);
-    WORKER_EXPECT(value == 43);
+    WORKER_EXPECT(value == 42);
     return NULL;
 }
 
-START_TEST(test_unbuffered_recv_fd_is_readable_while_a_sender_is_parked) {
+static int try_in(int dir, weft_chan *channel, long *value) {
+    return dir == WEFT_RECV ? weft_chan_try_recv(channel, value)
+                            : weft_chan_try_send(channel, value);
+}
+
+/* dir's fd rises once a partner parks; the try in dir then pairs with it,
+ * and the next one (WEFT_EAGAIN) clears the fd. */
+static void fd_rises_while_a_partner_is_parked(int dir) {
     weft_chan *channel = make_chan(0);
-    int fd = weft_chan_pollfd(channel, WEFT_RECV);
+    int fd = weft_chan_pollfd(channel, dir);
     ck_assert(!readable(fd, 0));
-    pthread_t sender;
-    start_thread(&sender, send_one_long, channel);
+    pthread_t partner;
+    start_thread(&partner, dir == WEFT_RECV ? send_one_long : receive_one_long, channel);
     ck_assert(readable(fd, LOST_MS));
-    long value = 0;
-    while (weft_chan_try_recv(channel, &value) == WEFT_EAGAIN) sleep_ms(1);
+    long value = dir == WEFT_RECV ? 0 : 42;
+    while (try_in(dir, channel, &value) == WEFT_EAGAIN) sleep_ms(1);
     ck_assert_int_eq(value, 42);
-    join_thread(sender);
+    join_thread(partner);
     check_worker_failures();
-    ck_assert_int_eq(weft_chan_try_recv(channel, &value), WEFT_EAGAIN);
+    ck_assert_int_eq(try_in(dir, channel, &value), WEFT_EAGAIN);
     ck_assert(!readable(fd, 0));
     weft_chan_release(channel);
+}
+
+START_TEST(test_unbuffered_recv_fd_is_readable_while_a_sender_is_parked) {
+    fd_rises_while_a_partner_is_parked(WEFT_RECV);
 }
 END_TEST
 
 START_TEST(test_unbuffered_send_fd_is_readable_while_a_receiver_is_parked) {
-    weft_chan *channel = make_chan(0);
-    int fd = weft_chan_pollfd(channel, WEFT_SEND);
-    ck_assert(!readable(fd, 0));
-    pthread_t receiver;
-    start_thread(&receiver, receive_one_long, channel);
-    ck_assert(readable(fd, LOST_MS));
-    long value = 43;
-    while (weft_chan_try_send(channel, &value) == WEFT_EAGAIN) sleep_ms(1);
-    join_thread(receiver);
-    check_worker_failures();
-    ck_assert_int_eq(weft_chan_try_send(channel, &value), WEFT_EAGAIN);
-    ck_assert(!readable(fd, 0));
-    weft_chan_release(channel);
+    fd_rises_while_a_partner_is_parked(WEFT_SEND);
 }
 END_TEST
 

@@ -72,20 +72,8 @@ typedef struct {
 /* Read the server's stdout into server->text until a newline has come
  * (until_eof false) or the pipe is closed; fail after WAIT_SECONDS. */
 static void read_output(server_process *server, bool until_eof) {
-    weft_time give_up = weft_now() + WEFT_SEC(WAIT_SECONDS);
-    while (until_eof || !strchr(server->text, '\n')) {
-        ck_assert_msg(weft_now() < give_up, "the server printed only \"%s\"", server->text);
-        struct pollfd ready = {server->output, POLLIN, 0};
-        if (poll(&ready, 1, 100) <= 0) continue;
-        ck_assert_msg(server->length < sizeof server->text - 1, "the server printed too much");
-        ssize_t got = read(server->output, server->text + server->length,
-                           sizeof server->text - 1 - server->length);
-        if (got < 0 && errno == EINTR) continue;
-        ck_assert_msg(got >= 0, "read: %s", strerror(errno));
-        if (got == 0) break;
-        server->length += (size_t)got;
-        server->text[server->length] = '\0';
-    }
+    read_child_output(server->output, server->text, sizeof server->text, &server->length, until_eof,
+                      WAIT_SECONDS);
 }
 
 /* Start the server on port 0 with options (NULL-terminated), under

@@ -25,22 +25,9 @@ typedef struct {
     size_t length;
 } example_process;
 
-/* Read its stdout until a newline (until_eof false) or end of file. */
 static void read_printed(example_process *example, bool until_eof) {
-    weft_time give_up = weft_now() + WEFT_SEC(WAIT_SECONDS);
-    while (until_eof || !strchr(example->text, '\n')) {
-        ck_assert_msg(weft_now() < give_up, "it printed only \"%s\"", example->text);
-        struct pollfd ready = {example->output, POLLIN, 0};
-        if (poll(&ready, 1, 100) <= 0) continue;
-        ck_assert_msg(example->length < sizeof example->text - 1, "it printed too much");
-        ssize_t got = read(example->output, example->text + example->length,
-                           sizeof example->text - 1 - example->length);
-        if (got < 0 && errno == EINTR) continue;
-        ck_assert_msg(got >= 0, "read: %s", strerror(errno));
-        if (got == 0) break;
-        example->length += (size_t)got;
-        example->text[example->length] = '\0';
-    }
+    read_child_output(example->output, example->text, sizeof example->text, &example->length,
+                      until_eof, WAIT_SECONDS);
 }
 
 /* The path of build/release/examples/<name>, or false if it was not built. */

@@ -15,6 +15,7 @@
 #include <check.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sched.h>
@@ -169,6 +170,27 @@ static inline void built_program_path(const char *relative, char *path, size_t s
     int written = snprintf(path, size, "%s/%s", self, relative);
     ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: `make test` builds it", path);
+}
+
+/* Read what a child process prints, from fd (the read end of its stdout),
+ * onto text (size bytes, kept NUL-terminated; *length so far) until a
+ * newline has come (until_eof false) or the pipe is closed; fails the
+ * test after `seconds`. */
+static inline void read_child_output(int fd, char *text, size_t size, size_t *length,
+                                     bool until_eof, int seconds) {
+    weft_time give_up = weft_now() + WEFT_SEC(seconds);
+    while (until_eof || !strchr(text, '\n')) {
+        ck_assert_msg(weft_now() < give_up, "the child printed only \"%s\"", text);
+        struct pollfd ready = {fd, POLLIN, 0};
+        if (poll(&ready, 1, 100) <= 0) continue;
+        ck_assert_msg(*length < size - 1, "the child printed too much");
+        ssize_t got = read(fd, text + *length, size - 1 - *length);
+        if (got < 0 && errno == EINTR) continue;
+        ck_assert_msg(got >= 0, "read: %s", strerror(errno));
+        if (got == 0) break;
+        *length += (size_t)got;
+        text[*length] = '\0';
+    }
 }
 
 /* A small deterministic generator for test data (xorshift64*). */
