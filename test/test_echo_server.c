@@ -97,27 +97,8 @@ static void start_server(server_process *server, const char *const *options, boo
     argv[argc++] = "0";
     argv[argc] = NULL;
 
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        /* A failed test exits without stopping the server: let that kill it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(126);
-        dup2(pipe_fds[1], STDOUT_FILENO); /* the duplicate does not close on exec */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    *server = (server_process){.pid = child, .output = pipe_fds[0]};
+    *server = (server_process){0};
+    server->pid = spawn_with_output(argv, &server->output);
     read_output(server, false);
     ck_assert_msg(sscanf(server->text, "listening on 127.0.0.1:%d\n", &server->port) == 1,
                   "the server printed \"%s\"", server->text);

@@ -44,21 +44,9 @@ static bool built(const char *name, char *path, size_t size) {
 
 /* Start it with one option (or NULL); returns the port it listens on. */
 static int start_example(example_process *example, const char *path, const char *option) {
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no server behind */
-        if (getppid() != parent) _exit(126);
-        dup2(pipe_fds[1], STDOUT_FILENO);
-        execl(path, path, option, (char *)NULL);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    *example = (example_process){.pid = child, .output = pipe_fds[0]};
+    const char *argv[] = {path, option, NULL};
+    *example = (example_process){0};
+    example->pid = spawn_with_output(argv, &example->output);
     read_printed(example, false);
     int port = 0;
     ck_assert_msg(sscanf(example->text, "listening on 127.0.0.1:%d\n", &port) == 1,
@@ -159,47 +147,26 @@ static void serve_lines(const char *name, const char *option, long lines) {
     ck_assert_msg(strstr(example.text, expected) != NULL, "%s printed \"%s\"", name, example.text);
 }
 
-START_TEST(test_epoll_offload_answers_each_line_once_and_exits_cleanly) {
-    serve_lines("epoll_offload", NULL, scaled(2000));
+/* The examples, one per kind of loop: each test runs for every one
+ * (Check's loop tests, _i the index). */
+static const char *const examples[] = {"epoll_offload", "uv_offload", "event_offload"};
+enum { EXAMPLES = sizeof examples / sizeof examples[0] };
+
+START_TEST(test_offload_answers_each_line_once_and_exits_cleanly) {
+    serve_lines(examples[_i], NULL, scaled(2000));
 }
 END_TEST
 
-START_TEST(test_epoll_offload_taking_one_result_per_turn_never_hangs) {
-    serve_lines("epoll_offload", "--one-per-turn", scaled(1000));
-}
-END_TEST
-
-START_TEST(test_uv_offload_answers_each_line_once_and_exits_cleanly) {
-    serve_lines("uv_offload", NULL, scaled(2000));
-}
-END_TEST
-
-START_TEST(test_uv_offload_taking_one_result_per_turn_never_hangs) {
-    serve_lines("uv_offload", "--one-per-turn", scaled(1000));
-}
-END_TEST
-
-START_TEST(test_event_offload_answers_each_line_once_and_exits_cleanly) {
-    serve_lines("event_offload", NULL, scaled(2000));
-}
-END_TEST
-
-START_TEST(test_event_offload_taking_one_result_per_turn_never_hangs) {
-    serve_lines("event_offload", "--one-per-turn", scaled(1000));
+START_TEST(test_offload_taking_one_result_per_turn_never_hangs) {
+    serve_lines(examples[_i], "--one-per-turn", scaled(1000));
 }
 END_TEST
 
 static Suite *event_loops_suite(void) {
     Suite *suite = suite_create("event_loops");
-    TCase *tc = new_case(suite, "epoll");
-    tcase_add_test(tc, test_epoll_offload_answers_each_line_once_and_exits_cleanly);
-    tcase_add_test(tc, test_epoll_offload_taking_one_result_per_turn_never_hangs);
-    tc = new_case(suite, "libuv");
-    tcase_add_test(tc, test_uv_offload_answers_each_line_once_and_exits_cleanly);
-    tcase_add_test(tc, test_uv_offload_taking_one_result_per_turn_never_hangs);
-    tc = new_case(suite, "libevent");
-    tcase_add_test(tc, test_event_offload_answers_each_line_once_and_exits_cleanly);
-    tcase_add_test(tc, test_event_offload_taking_one_result_per_turn_never_hangs);
+    TCase *tc = new_case(suite, "offload");
+    tcase_add_loop_test(tc, test_offload_answers_each_line_once_and_exits_cleanly, 0, EXAMPLES);
+    tcase_add_loop_test(tc, test_offload_taking_one_result_per_turn_never_hangs, 0, EXAMPLES);
     return suite;
 }
 

@@ -14,6 +14,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +172,34 @@ static inline void built_program_path(const char *relative, char *path, size_t s
     int written = snprintf(path, size, "%s/%s", self, relative);
     ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: `make test` builds it", path);
+}
+
+/* Start argv[0] (searched in PATH) with argv, its stdout a pipe whose
+ * read end is left in *output; returns its pid. The child dies with this
+ * process (so a failed test leaves none behind) and starts with no signal
+ * blocked and SIGTERM and SIGINT at their defaults. */
+static inline pid_t spawn_with_output(const char *const *argv, int *output) {
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126);
+        dup2(pipe_fds[1], STDOUT_FILENO); /* the duplicate does not close on exec */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipe_fds[1]);
+    *output = pipe_fds[0];
+    return child;
 }
 
 /* Read what a child process prints, from fd (the read end of its stdout),
