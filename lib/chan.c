@@ -79,6 +79,14 @@
  *     the last release of a closed channel takes and drops the lock
  *     before destroying it, which waits that unlock out.
  *
+ * Poll fds (weft_chan_pollfd; chan_pollfd.c, chan_poll.h): an armed
+ * poll observer counts as a waiter of its direction without being queued:
+ * the flags are recomputed as "queue non-empty or observer armed"
+ * (someone_waits), so a partner takes publish_and_wake, which raises it;
+ * an unbuffered waiter joining a queue raises the other direction's. A
+ * try form that says WEFT_EAGAIN re-arms it (try_once). A channel with
+ * no poll fd runs exactly the code it ran before.
+ *
  * Locks: channel->lock guards both wait queues and the unbuffered
  * hand-off. It is never held while another channel's lock is taken, nor
  * while parking. */

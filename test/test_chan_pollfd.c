@@ -23,6 +23,15 @@ static bool readable(int fd, int timeout_ms) {
     return ready == 1 && (entry.revents & POLLIN);
 }
 
+static int open_fds(void) {
+    DIR *directory = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(directory);
+    int count = 0;
+    while (readdir(directory)) count++;
+    closedir(directory);
+    return count;
+}
+
 static weft_chan *make_chan(size_t cap) {
     weft_chan *channel = weft_chan_make(sizeof(long), cap);
     ck_assert_ptr_nonnull(channel);
@@ -161,6 +170,43 @@ END_TEST
 
 START_TEST(test_unbuffered_send_fd_is_readable_while_a_receiver_is_parked) {
     fd_rises_while_a_partner_is_parked(WEFT_SEND);
+}
+END_TEST
+
+/* Threads that make a channel's first call at once all get one fd. */
+enum { FIRST_CALLERS = 4 };
+
+typedef struct {
+    weft_chan *channel;
+    atomic_int *arrived;
+    int fd;
+} first_caller;
+
+static void *call_pollfd(void *arg) {
+    first_caller *self = arg;
+    atomic_fetch_add(self->arrived, 1);
+    while (atomic_load(self->arrived) < FIRST_CALLERS) continue; /* start together */
+    self->fd = weft_chan_pollfd(self->channel, WEFT_RECV);
+    return NULL;
+}
+
+START_TEST(test_racing_first_calls_make_one_fd) {
+    int before = open_fds();
+    for (int round = 0; round < scaled(300); round++) {
+        weft_chan *channel = make_chan((size_t)(round % 2));
+        atomic_int arrived = 0;
+        first_caller callers[FIRST_CALLERS];
+        pthread_t threads[FIRST_CALLERS];
+        for (int i = 0; i < FIRST_CALLERS; i++) {
+            callers[i] = (first_caller){channel, &arrived, -1};
+            start_thread(&threads[i], call_pollfd, &callers[i]);
+        }
+        for (int i = 0; i < FIRST_CALLERS; i++) join_thread(threads[i]);
+        ck_assert_int_ge(callers[0].fd, 0);
+        for (int i = 1; i < FIRST_CALLERS; i++) ck_assert_int_eq(callers[i].fd, callers[0].fd);
+        ck_assert_int_eq(open_fds(), before + 1);
+        weft_chan_release(channel);
+    }
 }
 END_TEST
 
@@ -363,15 +409,6 @@ END_TEST
 
 /* ---- the fd goes with the channel ------------------------------------- */
 
-static int open_fds(void) {
-    DIR *directory = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(directory);
-    int count = 0;
-    while (readdir(directory)) count++;
-    closedir(directory);
-    return count;
-}
-
 START_TEST(test_no_fd_leaks_over_ten_thousand_polled_channels) {
     int before = open_fds();
     for (int i = 0; i < 10000; i++) {
@@ -421,6 +458,7 @@ static Suite *pollfd_suite(void) {
     TCase *tc = new_case(suite, "readiness");
     tcase_add_test(tc, test_pollfd_refuses_a_bad_direction_and_null);
     tcase_add_test(tc, test_pollfd_is_one_fd_per_direction);
+    tcase_add_test(tc, test_racing_first_calls_make_one_fd);
     tcase_add_test(tc, test_recv_fd_is_readable_after_a_send_and_clears_at_eagain);
     tcase_add_test(tc, test_recv_fd_is_readable_at_once_when_made_on_a_ready_channel);
     tcase_add_test(tc, test_both_fds_are_readable_for_good_after_close);
