@@ -244,6 +244,39 @@ fuzz: build/fuzz/frame_fuzz
 	    build/fuzz/corpus test/fuzz/corpus
 
 # ---------------------------------------------------------------------------
+# Optional examples (issue 15, event loops): examples/uv_offload.c needs
+# libuv, examples/event_offload.c libevent. For the goals that build
+# examples, scripts/need-optional.sh looks for each library (installing its
+# Debian package when run as root); a missing one leaves its example out of
+# EXAMPLES, and test/test_event_loops.c then reports its tests skipped.
+# Their own rules below add the library's pkg-config flags.
+OPTIONAL_EXAMPLE_GOALS := test tsan asan valgrind examples
+# $(call have-optional,PKG-CONFIG NAME,DEBIAN PACKAGE): yes, or empty
+have-optional = $(if $(filter $(OPTIONAL_EXAMPLE_GOALS),$(MAKECMDGOALS)),$(shell \
+    CC='$(CC)' PKG_CONFIG='$(PKG_CONFIG)' sh scripts/need-optional.sh $(1) $(2) >&2 && echo yes))
+
+# $(call optional-example,NAME,PKG-CONFIG NAME,DEBIAN PACKAGE)
+define optional-example
+ifeq ($$(call have-optional,$(2),$(3)),yes)
+build/release/examples/$(1).o: examples/$(1).c build/release/flags
+	@mkdir -p $$(@D)
+	$$(quiet) CC $$@
+	$$(Q)$$(CC) $$(release_FLAGS) $$(shell $$(PKG_CONFIG) --cflags $(2)) -MMD -MP -c $$< -o $$@
+
+build/release/examples/$(1): build/release/examples/$(1).o $$(STATIC_LIB)
+	$$(quiet) LD $$@
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$< $$(STATIC_LIB) $$(shell $$(PKG_CONFIG) --libs $(2)) \
+	    -pthread -lm $$(LDLIBS)
+else
+EXAMPLES := $$(filter-out build/release/examples/$(1),$$(EXAMPLES))
+endif
+endef
+
+$(eval $(call optional-example,uv_offload,libuv,libuv1-dev))
+$(eval $(call optional-example,event_offload,libevent,libevent-dev))
+# (end of the optional examples)
+
+# ---------------------------------------------------------------------------
 # Variants: release (the library users get), tsan, asan.
 
 release_CFLAGS  :=

@@ -19,14 +19,17 @@ void options_usage(FILE *out) {
     fprintf(
         out,
         "usage: weft-bench [options]\n"
-        "Channel throughput of weft against a mutex+condvar queue, measured in the same run;\n"
-        "Go's runtime channel benchmarks; goroutine spawn against pthread_create+join; and\n"
-        "what weft's contexts cost.\n"
+        "Channel throughput and send-to-receive latency of weft against a mutex+condvar\n"
+        "queue, measured in the same run; Go's runtime channel benchmarks; goroutine spawn\n"
+        "against pthread_create+join; and what weft's contexts cost.\n"
         "\n"
         "  -w, --workload LIST  comma-separated workloads and context cases, or the groups\n"
         "                       'grid' (seq..select_both, at every --cap), 'go' (Go's\n"
-        "                       runtime benchmarks), 'chan' (every workload: grid, go and\n"
-        "                       spawn), 'ctx' (every context case) and 'all' (the default);\n"
+        "                       runtime benchmarks), 'latency' (latency_light and\n"
+        "                       latency_full, at every --cap: p50, p99, p99.9, max of each\n"
+        "                       message's send-to-receive time), 'chan' (every workload:\n"
+        "                       grid, go, spawn and latency), 'ctx' (every context case)\n"
+        "                       and 'all' (the default);\n"
         "                       see --list. Go's benchmarks and spawn run once, with Go's\n"
         "                       capacities, whatever --cap says. The context cases run\n"
         "                       weft alone on one thread, in sizes of their own: --cap,\n"
@@ -36,7 +39,7 @@ void options_usage(FILE *out) {
         "  -m, --messages N     messages per case (k and M suffixes allowed); default %ld\n"
         "                       in the grid, %ld at capacity 0 and 1 (where the condvar\n"
         "                       baseline sleeps and wakes on every message); Go's\n"
-        "                       benchmarks and spawn have their own (see --list)\n"
+        "                       benchmarks, spawn and latency have their own (see --list)\n"
         "  -t, --threads T      producer (and consumer) threads, the threads of Go's\n"
         "                       parallel benchmarks (Go runs GOMAXPROCS: -t $(nproc) to\n"
         "                       match), the tasks spawned at a time; default %d\n"
@@ -45,11 +48,14 @@ void options_usage(FILE *out) {
         "  -p, --peers LIST     peers to run: condvar,weft,pthread (default all); ratios\n"
         "                       need the baseline (condvar; pthread for spawn); the context\n"
         "                       cases need weft\n"
-        "  -f, --format F       table (default), csv or json, on stdout; the context cases\n"
-        "                       print as a section of their own (a second CSV block, after\n"
-        "                       a blank line; \"context_results\" in JSON)\n"
+        "  -f, --format F       table (default), csv or json, on stdout; the latency and\n"
+        "                       context cases print as sections of their own (CSV blocks\n"
+        "                       of their own, after a blank line; \"latency_results\" and\n"
+        "                       \"context_results\" in JSON)\n"
         "  -s, --svg FILE       also write a bar chart of the channel cases and spawn\n"
         "                       (median rate, min-max whiskers, log scale) to FILE, SVG\n"
+        "      --latency-svg FILE  also write the latency cases' distributions (latency\n"
+        "                       by percentile, a panel per case, log scale) to FILE, SVG\n"
         "      --timeout S      abort (exit 3) when one run takes longer than S seconds;\n"
         "                       0: never; default %d\n"
         "  -q, --quiet          no progress lines on stderr\n"
@@ -118,7 +124,11 @@ static void select_workloads(bench_options *options, bool (*in_group)(const benc
         if (in_group(&workloads[i])) options->workload_selected[i] = true;
 }
 
-static bool in_grid(const bench_workload *workload) { return workload_in_grid(workload); }
+static bool in_grid(const bench_workload *workload) {
+    return workload_in_grid(workload) && !workload->latency;
+}
+
+static bool in_latency(const bench_workload *workload) { return workload->latency; }
 
 static bool in_go(const bench_workload *workload) { return workload->go_reference != NULL; }
 
@@ -135,6 +145,8 @@ static int accept_workload(bench_options *options, const char *item, size_t leng
         select_workloads(options, in_grid);
     } else if (item_is(item, length, "go")) {
         select_workloads(options, in_go);
+    } else if (item_is(item, length, "latency")) {
+        select_workloads(options, in_latency);
     } else if (!item_is(item, length, "ctx")) {
         for (size_t i = 0; i < workload_count; i++) {
             if (item_is(item, length, workloads[i].name)) {
@@ -194,6 +206,7 @@ typedef enum option_id {
     OPTION_PEERS,
     OPTION_FORMAT,
     OPTION_SVG,
+    OPTION_LATENCY_SVG,
     OPTION_TIMEOUT,
     OPTION_QUIET,
     OPTION_LIST,
@@ -208,12 +221,19 @@ typedef struct option_spec {
 } option_spec;
 
 static const option_spec option_specs[] = {
-    {"workload", 'w', true, OPTION_WORKLOAD}, {"cap", 'c', true, OPTION_CAP},
-    {"messages", 'm', true, OPTION_MESSAGES}, {"threads", 't', true, OPTION_THREADS},
-    {"repeat", 'r', true, OPTION_REPEAT},     {"peers", 'p', true, OPTION_PEERS},
-    {"format", 'f', true, OPTION_FORMAT},     {"svg", 's', true, OPTION_SVG},
-    {"timeout", 0, true, OPTION_TIMEOUT},     {"quiet", 'q', false, OPTION_QUIET},
-    {"list", 'l', false, OPTION_LIST},        {"help", 'h', false, OPTION_HELP},
+    {"workload", 'w', true, OPTION_WORKLOAD},
+    {"cap", 'c', true, OPTION_CAP},
+    {"messages", 'm', true, OPTION_MESSAGES},
+    {"threads", 't', true, OPTION_THREADS},
+    {"repeat", 'r', true, OPTION_REPEAT},
+    {"peers", 'p', true, OPTION_PEERS},
+    {"format", 'f', true, OPTION_FORMAT},
+    {"svg", 's', true, OPTION_SVG},
+    {"latency-svg", 0, true, OPTION_LATENCY_SVG},
+    {"timeout", 0, true, OPTION_TIMEOUT},
+    {"quiet", 'q', false, OPTION_QUIET},
+    {"list", 'l', false, OPTION_LIST},
+    {"help", 'h', false, OPTION_HELP},
 };
 
 /* Finds the spec of argument (`--name`, `--name=value` or `-x`); sets
@@ -284,6 +304,10 @@ static int apply(bench_options *options, const option_spec *spec, const char *va
     case OPTION_SVG:
         if (*value == '\0') return options_error("bad --svg '' (a file name)");
         options->svg_path = value;
+        return 0;
+    case OPTION_LATENCY_SVG:
+        if (*value == '\0') return options_error("bad --latency-svg '' (a file name)");
+        options->latency_svg_path = value;
         return 0;
     case OPTION_QUIET: options->quiet = true; return 0;
     case OPTION_LIST: options->list = true; return 0;

@@ -39,7 +39,8 @@ typedef struct bench_options {
     int repeat;
     int timeout_seconds; /* per run; 0: none */
     report_format format;
-    const char *svg_path; /* --svg: the chart's file; NULL: no chart */
+    const char *svg_path;         /* --svg: the chart's file; NULL: no chart */
+    const char *latency_svg_path; /* --latency-svg: the latency chart's; NULL: none */
     bool list;
     bool help;
     bool quiet;

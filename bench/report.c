@@ -11,10 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "workloads.h" /* LATENCY_GAP_NS */
+
 struct bench_report {
     report_context context;
     case_result *cases;
     size_t case_count, case_capacity;
+    case_result *latency_cases;
+    size_t latency_case_count, latency_case_capacity;
     measures_result *measure_cases; /* the context group */
     size_t measure_case_count, measure_case_capacity;
 };
@@ -34,30 +38,54 @@ bench_report *report_new(const report_context *context) {
     return result;
 }
 
-case_result *report_add_case(bench_report *report, const char *workload, size_t capacity,
-                             bool capacity_is_messages, const char *capacity_label, long messages,
-                             int threads, size_t peer_count, const char *const *peer_names,
+/* A new case at the end of *cases (grown as needed), with room for
+ * `repeat` runs of each peer. */
+static case_result *add_case(case_result **cases, size_t *count, size_t *capacity,
+                             const case_result *shape, const char *const *peer_names,
                              const bool *is_baseline, int repeat) {
-    if (report->case_count == report->case_capacity) {
-        size_t grown = report->case_capacity ? 2 * report->case_capacity : 16;
-        case_result *cases = realloc(report->cases, grown * sizeof *cases);
-        if (cases == NULL) {
+    if (*count == *capacity) {
+        size_t grown = *capacity ? 2 * *capacity : 16;
+        case_result *bigger = realloc(*cases, grown * sizeof *bigger);
+        if (bigger == NULL) {
             fputs("weft-bench: out of memory\n", stderr);
             exit(2);
         }
-        report->cases = cases;
-        report->case_capacity = grown;
+        *cases = bigger;
+        *capacity = grown;
     }
-    case_result *added = &report->cases[report->case_count++];
-    *added = (case_result){
-        workload, capacity, capacity_is_messages, capacity_label,
-        messages, threads,  peer_count,           allocate(peer_count, sizeof(peer_result))};
-    for (size_t i = 0; i < peer_count; i++) {
+    case_result *added = &(*cases)[(*count)++];
+    *added = *shape;
+    added->peers = allocate(shape->peer_count, sizeof(peer_result));
+    for (size_t i = 0; i < shape->peer_count; i++) {
         added->peers[i].peer = peer_names[i];
         added->peers[i].is_baseline = is_baseline != NULL && is_baseline[i];
         added->peers[i].seconds = allocate((size_t)repeat, sizeof(double));
         added->peers[i].cpu_seconds = allocate((size_t)repeat, sizeof(double));
     }
+    return added;
+}
+
+case_result *report_add_case(bench_report *report, const char *workload, size_t capacity,
+                             bool capacity_is_messages, const char *capacity_label, long messages,
+                             int threads, size_t peer_count, const char *const *peer_names,
+                             const bool *is_baseline, int repeat) {
+    case_result shape = {workload, capacity, capacity_is_messages, capacity_label,
+                         messages, threads,  peer_count,           NULL};
+    return add_case(&report->cases, &report->case_count, &report->case_capacity, &shape, peer_names,
+                    is_baseline, repeat);
+}
+
+case_result *report_add_latency_case(bench_report *report, const char *workload, size_t capacity,
+                                     bool capacity_is_messages, long messages, int threads,
+                                     size_t peer_count, const char *const *peer_names,
+                                     const bool *is_baseline, int repeat) {
+    case_result shape = {workload, capacity, capacity_is_messages, NULL,
+                         messages, threads,  peer_count,           NULL};
+    case_result *added =
+        add_case(&report->latency_cases, &report->latency_case_count,
+                 &report->latency_case_capacity, &shape, peer_names, is_baseline, repeat);
+    for (size_t i = 0; i < peer_count; i++)
+        added->peers[i].latency_ns = allocate((size_t)repeat * LATENCY_POINTS, sizeof(double));
     return added;
 }
 
@@ -82,16 +110,22 @@ measures_result *report_add_measures(bench_report *report, const char *name, siz
     return added;
 }
 
+static void free_cases(case_result *cases, size_t count) {
+    for (size_t c = 0; c < count; c++) {
+        for (size_t p = 0; p < cases[c].peer_count; p++) {
+            free(cases[c].peers[p].seconds);
+            free(cases[c].peers[p].cpu_seconds);
+            free(cases[c].peers[p].latency_ns);
+        }
+        free(cases[c].peers);
+    }
+    free(cases);
+}
+
 void report_free(bench_report *report) {
     if (report == NULL) return;
-    for (size_t c = 0; c < report->case_count; c++) {
-        for (size_t p = 0; p < report->cases[c].peer_count; p++) {
-            free(report->cases[c].peers[p].seconds);
-            free(report->cases[c].peers[p].cpu_seconds);
-        }
-        free(report->cases[c].peers);
-    }
-    free(report->cases);
+    free_cases(report->cases, report->case_count);
+    free_cases(report->latency_cases, report->latency_case_count);
     for (size_t c = 0; c < report->measure_case_count; c++) {
         for (size_t m = 0; m < report->measure_cases[c].count; m++)
             free(report->measure_cases[c].measures[m].values);
@@ -131,20 +165,51 @@ void report_summarize(const peer_result *result, long messages, run_summary *sum
     summary->max_rate = (double)messages / minimum;
 }
 
-void report_summarize_measure(const measure_result *result, measure_summary *summary) {
-    double values[result->runs > 0 ? result->runs : 1];
-    int count = 0;
-    for (int i = 0; i < result->runs; i++)
-        if (!isnan(result->values[i])) values[count++] = result->values[i];
-    if (count == 0) {
+/* Median, min and max of values[0..count) that are not NAN. */
+static void summarize_values(const double *given, int count, measure_summary *summary) {
+    double values[count > 0 ? count : 1];
+    int kept = 0;
+    for (int i = 0; i < count; i++)
+        if (!isnan(given[i])) values[kept++] = given[i];
+    if (kept == 0) {
         *summary = (measure_summary){NAN, NAN, NAN};
         return;
     }
-    summary->median = median(values, count);
+    summary->median = median(values, kept);
     summary->min = summary->max = values[0];
-    for (int i = 1; i < count; i++) {
+    for (int i = 1; i < kept; i++) {
         if (values[i] < summary->min) summary->min = values[i];
         if (values[i] > summary->max) summary->max = values[i];
+    }
+}
+
+void report_summarize_measure(const measure_result *result, measure_summary *summary) {
+    summarize_values(result->values, result->runs, summary);
+}
+
+void report_summarize_latency(const peer_result *result, size_t point, measure_summary *summary) {
+    double values[result->runs > 0 ? result->runs : 1];
+    for (int run = 0; run < result->runs; run++)
+        values[run] = result->latency_ns[(size_t)run * LATENCY_POINTS + point];
+    summarize_values(values, result->runs, summary);
+}
+
+const double latency_quantiles[LATENCY_POINTS] = {0,    0.25,  0.5,   0.75,   0.9, 0.95,
+                                                  0.99, 0.995, 0.999, 0.9999, 1};
+
+static int compare_longs(const void *left, const void *right) {
+    long a = *(const long *)left, b = *(const long *)right;
+    return (a > b) - (a < b);
+}
+
+void report_latency_points(long *samples, size_t count, double *points) {
+    qsort(samples, count, sizeof *samples, compare_longs);
+    for (size_t i = 0; i < LATENCY_POINTS; i++) {
+        /* nearest rank: the smallest sample with at least q * count at or below it */
+        double rank = ceil(latency_quantiles[i] * (double)count);
+        size_t index = rank >= 1 ? (size_t)rank - 1 : 0;
+        if (index >= count) index = count - 1;
+        points[i] = (double)samples[index];
     }
 }
 
@@ -154,6 +219,12 @@ size_t report_case_count(const bench_report *report) { return report->case_count
 
 const case_result *report_case(const bench_report *report, size_t index) {
     return &report->cases[index];
+}
+
+size_t report_latency_case_count(const bench_report *report) { return report->latency_case_count; }
+
+const case_result *report_latency_case(const bench_report *report, size_t index) {
+    return &report->latency_cases[index];
 }
 
 const peer_result *report_baseline_of(const case_result *result) {
@@ -191,6 +262,33 @@ static void compute_row(const case_result *result, const peer_result *peer, row 
     }
 }
 
+/* The figures of one printed latency row, in ns. */
+typedef struct latency_row {
+    const case_result *result;
+    const peer_result *peer;
+    measure_summary points[LATENCY_POINTS]; /* over the runs, at each quantile */
+    const char *baseline;                   /* the case's baseline peer, or NULL */
+    bool has_ratio;                         /* false for the baseline and where it did not run */
+    double p50_ratio, p99_ratio;            /* the baseline's median over this peer's */
+} latency_row;
+
+static void compute_latency_row(const case_result *result, const peer_result *peer,
+                                latency_row *out) {
+    out->result = result;
+    out->peer = peer;
+    for (size_t i = 0; i < LATENCY_POINTS; i++) report_summarize_latency(peer, i, &out->points[i]);
+    const peer_result *baseline = report_baseline_of(result);
+    out->baseline = baseline ? baseline->peer : NULL;
+    out->has_ratio = baseline != NULL && !peer->is_baseline;
+    if (out->has_ratio) {
+        measure_summary p50, p99;
+        report_summarize_latency(baseline, LATENCY_P50, &p50);
+        report_summarize_latency(baseline, LATENCY_P99, &p99);
+        out->p50_ratio = p50.median / out->points[LATENCY_P50].median;
+        out->p99_ratio = p99.median / out->points[LATENCY_P99].median;
+    }
+}
+
 /* ---- table -------------------------------------------------------------- */
 
 /* Three significant digits without an exponent, for values in about
@@ -214,12 +312,27 @@ const char *report_capacity_text(const case_result *result, char *buffer, size_t
     return buffer;
 }
 
+/* "machine: <CPU model>, cache-line round trip 52 ns between two threads" */
+static void print_machine(const report_context *context, FILE *out) {
+    fprintf(out, "machine: %s, ", context->cpu_model);
+    if (isnan(context->round_trip_ns))
+        fputs("cache-line round trip not measured (one CPU, or no core to spare)\n", out);
+    else
+        fprintf(out, "cache-line round trip %.0f ns between two threads\n", context->round_trip_ns);
+}
+
+/* Microseconds, as significant. */
+static const char *microseconds(double ns, char *buffer, size_t size) {
+    return significant(ns / 1e3, buffer, size);
+}
+
 static void print_channel_table(const bench_report *report, FILE *out) {
     const report_context *context = &report->context;
     fprintf(out,
             "weft-bench: %d threads (T), %d repetitions per case (median, min-max), %ld CPUs, "
             "load average %.2f at start\n",
             context->threads, context->repeat, context->cpus, context->load_average);
+    print_machine(context, out);
     fprintf(out,
             "messages: %s; capacity N = messages\n"
             "A run's time covers channel make, thread start, transfer, join and release.\n"
@@ -285,8 +398,10 @@ static void print_measure_table(const bench_report *report, FILE *out) {
             "(median, min-max), %ld CPUs, load average %.2f at start\n"
             "Each repetition interleaves what it compares block by block and takes the median "
             "block;\na difference (a - b) is the median of the paired blocks' differences.\n"
-            "vs base: -, no baseline (%s) has contexts.\n\n",
+            "vs base: -, no baseline (%s) has contexts.\n",
             context->repeat, context->cpus, context->load_average, context->baseline_note);
+    print_machine(context, out);
+    fputc('\n', out);
     int measure_width = (int)strlen("measure");
     for (size_t c = 0; c < report->measure_case_count; c++)
         for (size_t m = 0; m < report->measure_cases[c].count; m++) {
@@ -317,10 +432,65 @@ static void print_measure_table(const bench_report *report, FILE *out) {
     }
 }
 
+static void print_latency_table(const bench_report *report, FILE *out) {
+    const report_context *context = &report->context;
+    fprintf(
+        out,
+        "weft-bench latency (-w latency): microseconds from just before a send to just after\n"
+        "its receive (one clock read included), every message of every run; per run its min,\n"
+        "p50, p99, p99.9 and max; here the median over %d runs (min-max). latency_light: 1\n"
+        "producer, a message every %ld us, so each finds the receiver idle (the wake-up path).\n"
+        "latency_full: T producers back to back: hand-off plus time queued behind the\n"
+        "others (at capacity N the whole backlog: it grows with the messages).\n"
+        "vs base: the baseline's (%s) median p50 / p99 over this peer's; above 1: faster.\n",
+        context->repeat, LATENCY_GAP_NS / 1000, context->baseline);
+    print_machine(context, out);
+    fprintf(out, "\n%-18s %-4s %9s  %-8s %8s %8s  %-15s %8s  %-15s %8s %8s  %s\n", "workload",
+            "cap", "samples", "peer", "min", "p50", "(min-max)", "p99", "(min-max)", "p99.9", "max",
+            "vs base p50/p99");
+    const char *last_workload = NULL;
+    for (size_t c = 0; c < report->latency_case_count; c++) {
+        const case_result *result = &report->latency_cases[c];
+        if (last_workload != NULL && strcmp(last_workload, result->workload) != 0) fputc('\n', out);
+        last_workload = result->workload;
+        char capacity[32];
+        report_capacity_text(result, capacity, sizeof capacity);
+        for (size_t p = 0; p < result->peer_count; p++) {
+            if (result->peers[p].runs == 0) continue;
+            latency_row line;
+            compute_latency_row(result, &result->peers[p], &line);
+            char text[LATENCY_POINTS][16], low[16], high[16], spread[2][40], ratio[40];
+            for (size_t i = 0; i < LATENCY_POINTS; i++)
+                microseconds(line.points[i].median, text[i], sizeof text[i]);
+            static const size_t spread_points[2] = {LATENCY_P50, LATENCY_P99};
+            for (size_t i = 0; i < 2; i++)
+                snprintf(spread[i], sizeof spread[i], "(%s-%s)",
+                         microseconds(line.points[spread_points[i]].min, low, sizeof low),
+                         microseconds(line.points[spread_points[i]].max, high, sizeof high));
+            if (line.has_ratio)
+                snprintf(ratio, sizeof ratio, "%sx/%sx",
+                         significant(line.p50_ratio, low, sizeof low),
+                         significant(line.p99_ratio, high, sizeof high));
+            else
+                snprintf(ratio, sizeof ratio, "%s", line.peer->is_baseline ? "" : "-");
+            fprintf(out, "%-18s %-4s %9ld  %-8s %8s %8s  %-15s %8s  %-15s %8s %8s",
+                    result->workload, capacity, result->messages, line.peer->peer,
+                    text[LATENCY_MIN], text[LATENCY_P50], spread[0], text[LATENCY_P99], spread[1],
+                    text[LATENCY_P999], text[LATENCY_MAX]);
+            if (ratio[0] != '\0') fprintf(out, "  %s", ratio);
+            fputc('\n', out);
+        }
+    }
+}
+
 static void print_table(const bench_report *report, FILE *out) {
     if (report->case_count > 0) print_channel_table(report, out);
+    if (report->latency_case_count > 0) {
+        if (report->case_count > 0) fputc('\n', out);
+        print_latency_table(report, out);
+    }
     if (report->measure_case_count == 0) return;
-    if (report->case_count > 0) fputc('\n', out);
+    if (report->case_count + report->latency_case_count > 0) fputc('\n', out);
     print_measure_table(report, out);
 }
 
@@ -381,12 +551,50 @@ static void print_measure_csv(const bench_report *report, FILE *out) {
     }
 }
 
-/* The channel block, then, after a blank line, the context block with its
- * own header; either alone when only it ran. */
+/* Latency in microseconds: min, p50 (median, min, max over the runs), p99
+ * (the same), p99.9 and max (medians), then the ratios of p50 and p99. */
+static void print_latency_csv(const bench_report *report, FILE *out) {
+    fputs("workload,capacity,capacity_is_messages,capacity_label,samples,threads,peer,runs,"
+          "min_us,p50_us,p50_min_us,p50_max_us,p99_us,p99_min_us,p99_max_us,p999_us,max_us,"
+          "baseline,p50_ratio_to_baseline,p99_ratio_to_baseline\n",
+          out);
+    for (size_t c = 0; c < report->latency_case_count; c++) {
+        const case_result *result = &report->latency_cases[c];
+        char capacity[32];
+        report_capacity_text(result, capacity, sizeof capacity);
+        for (size_t p = 0; p < result->peer_count; p++) {
+            if (result->peers[p].runs == 0) continue;
+            latency_row line;
+            compute_latency_row(result, &result->peers[p], &line);
+            const measure_summary *points = line.points;
+            fprintf(out,
+                    "%s,%zu,%d,%s,%ld,%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%s,",
+                    result->workload, result->capacity, result->capacity_is_messages, capacity,
+                    result->messages, result->threads, line.peer->peer, line.peer->runs,
+                    points[LATENCY_MIN].median / 1e3, points[LATENCY_P50].median / 1e3,
+                    points[LATENCY_P50].min / 1e3, points[LATENCY_P50].max / 1e3,
+                    points[LATENCY_P99].median / 1e3, points[LATENCY_P99].min / 1e3,
+                    points[LATENCY_P99].max / 1e3, points[LATENCY_P999].median / 1e3,
+                    points[LATENCY_MAX].median / 1e3, line.baseline ? line.baseline : "");
+            if (line.has_ratio)
+                fprintf(out, "%.4f,%.4f", line.p50_ratio, line.p99_ratio);
+            else
+                fputc(',', out);
+            fputc('\n', out);
+        }
+    }
+}
+
+/* The channel block, the latency block and the context block, each with
+ * its own header, a blank line between two; any alone when only it ran. */
 static void print_csv(const bench_report *report, FILE *out) {
     if (report->case_count > 0) print_channel_csv(report, out);
+    if (report->latency_case_count > 0) {
+        if (report->case_count > 0) fputc('\n', out);
+        print_latency_csv(report, out);
+    }
     if (report->measure_case_count == 0) return;
-    if (report->case_count > 0) fputc('\n', out);
+    if (report->case_count + report->latency_case_count > 0) fputc('\n', out);
     print_measure_csv(report, out);
 }
 
@@ -442,17 +650,89 @@ static void print_json_measures(const bench_report *report, FILE *out) {
     fputs("\n  ]", out);
 }
 
-/* Names and notes are ours (no quotes or control characters), so they go
- * out verbatim. */
+/* {"median": m, "min": a, "max": b} in microseconds. */
+static void print_json_spread(FILE *out, const measure_summary *summary) {
+    fprintf(out, "{\"median\": %.4f, \"min\": %.4f, \"max\": %.4f}", summary->median / 1e3,
+            summary->min / 1e3, summary->max / 1e3);
+}
+
+/* Each row: every run's value at every quantile ("us", one array per
+ * run), their median per quantile, and the headline figures. */
+static void print_json_latency(const bench_report *report, FILE *out) {
+    fputs(",\n  \"latency_quantiles\": ", out);
+    print_json_array(out, latency_quantiles, LATENCY_POINTS);
+    fputs(",\n  \"latency_results\": [", out);
+    bool first = true;
+    for (size_t c = 0; c < report->latency_case_count; c++) {
+        const case_result *result = &report->latency_cases[c];
+        char capacity[32];
+        report_capacity_text(result, capacity, sizeof capacity);
+        for (size_t p = 0; p < result->peer_count; p++) {
+            const peer_result *peer = &result->peers[p];
+            if (peer->runs == 0) continue;
+            latency_row line;
+            compute_latency_row(result, peer, &line);
+            fprintf(out,
+                    "%s\n    {\"workload\": \"%s\", \"capacity\": %zu, "
+                    "\"capacity_is_messages\": %s, \"capacity_label\": \"%s\", "
+                    "\"samples\": %ld, \"threads\": %d, \"peer\": \"%s\",\n     \"us\": [",
+                    first ? "" : ",", result->workload, result->capacity,
+                    result->capacity_is_messages ? "true" : "false", capacity, result->messages,
+                    result->threads, peer->peer);
+            for (int run = 0; run < peer->runs; run++) {
+                double values[LATENCY_POINTS];
+                for (size_t i = 0; i < LATENCY_POINTS; i++)
+                    values[i] = peer->latency_ns[(size_t)run * LATENCY_POINTS + i] / 1e3;
+                fputs(run ? ", " : "", out);
+                print_json_array(out, values, LATENCY_POINTS);
+            }
+            double medians[LATENCY_POINTS];
+            for (size_t i = 0; i < LATENCY_POINTS; i++) medians[i] = line.points[i].median / 1e3;
+            fputs("], \"median_us\": ", out);
+            print_json_array(out, medians, LATENCY_POINTS);
+            static const struct {
+                const char *name;
+                size_t point;
+            } headline[] = {{"min_us", LATENCY_MIN},
+                            {"p50_us", LATENCY_P50},
+                            {"p99_us", LATENCY_P99},
+                            {"p999_us", LATENCY_P999},
+                            {"max_us", LATENCY_MAX}};
+            for (size_t i = 0; i < sizeof headline / sizeof headline[0]; i++) {
+                fprintf(out, ",%s\"%s\": ", i == 0 ? "\n     " : " ", headline[i].name);
+                print_json_spread(out, &line.points[headline[i].point]);
+            }
+            fputs(",\n     \"baseline\": ", out);
+            if (line.baseline)
+                fprintf(out, "\"%s\"", line.baseline);
+            else
+                fputs("null", out);
+            if (line.has_ratio)
+                fprintf(out, ", \"p50_ratio_to_baseline\": %.4f, \"p99_ratio_to_baseline\": %.4f}",
+                        line.p50_ratio, line.p99_ratio);
+            else
+                fputs(", \"p50_ratio_to_baseline\": null, \"p99_ratio_to_baseline\": null}", out);
+            first = false;
+        }
+    }
+    fputs("\n  ]", out);
+}
+
+/* Names and notes are ours (no quotes or control characters; machine.c
+ * cleans the CPU model), so they go out verbatim. */
 static void print_json(const bench_report *report, FILE *out) {
     const report_context *context = &report->context;
     fprintf(out,
             "{\n  \"tool\": \"weft-bench\",\n  \"threads\": %d,\n  \"repeat\": %d,\n"
             "  \"cpus\": %ld,\n  \"load_average\": %.2f,\n  \"baseline\": \"%s\",\n  \"messages\": "
-            "\"%s\",\n"
-            "  \"results\": [",
+            "\"%s\",\n  \"cpu_model\": \"%s\",\n  \"round_trip_ns\": ",
             context->threads, context->repeat, context->cpus, context->load_average,
-            context->baseline, context->messages_note);
+            context->baseline, context->messages_note, context->cpu_model);
+    if (isnan(context->round_trip_ns))
+        fputs("null", out);
+    else
+        fprintf(out, "%.1f", context->round_trip_ns);
+    fputs(",\n  \"results\": [", out);
     bool first = true;
     for (size_t c = 0; c < report->case_count; c++) {
         const case_result *result = &report->cases[c];
@@ -491,6 +771,7 @@ static void print_json(const bench_report *report, FILE *out) {
         }
     }
     fputs("\n  ]", out);
+    print_json_latency(report, out);
     print_json_measures(report, out);
     fputs("\n}\n", out);
 }

@@ -9,9 +9,13 @@
  * heap trimming off), and prints the report. Progress
  * goes to stderr, the report to stdout.
  *
+ * A latency case also hands its run a preallocated array for one sample
+ * per message and turns the samples into percentiles after each run.
+ *
  * Modules: options.c (command line), workloads.c (what a run does),
  * peers.c (weft, the condvar baseline, pthread for spawning), ctx_cases.c
- * (the context group), report.c (statistics, output), chart.c (--svg). */
+ * (the context group), report.c (statistics, output), chart.c (--svg,
+ * --latency-svg), machine.c (the CPU and its cache-line round trip). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 
 #include "chart.h"
 #include "ctx_cases.h"
+#include "machine.h"
 #include "options.h"
 #include "peers.h"
 #include "report.h"
@@ -120,6 +125,40 @@ static bool plan_case(const bench_options *options, const bench_workload *worklo
     return plan->peer_count > 0;
 }
 
+/* The progress line's figures of one peer: its median rate, or for a
+ * latency case its median p50 and p99. */
+static void print_progress_figures(const case_result *result, const peer_result *peer) {
+    if (peer->latency_ns != NULL) {
+        measure_summary p50, p99;
+        report_summarize_latency(peer, LATENCY_P50, &p50);
+        report_summarize_latency(peer, LATENCY_P99, &p99);
+        fprintf(stderr, " %s p50 %.3g us p99 %.3g us", peer->peer, p50.median / 1e3,
+                p99.median / 1e3);
+        return;
+    }
+    run_summary summary;
+    report_summarize(peer, result->messages, &summary);
+    fprintf(stderr, " %s %.3g M/s", peer->peer, summary.median_rate / 1e6);
+}
+
+/* Room for every sample of a latency case's run (shares round up to one
+ * per thread). */
+static size_t sample_room(const case_plan *plan) {
+    return (size_t)plan->messages + (size_t)plan->threads;
+}
+
+/* A latency case's sample array (run_case resets it before each run,
+ * which touches every page: no page fault falls inside a run). Exits with
+ * status 2 when memory runs out. */
+static long *allocate_samples(const case_plan *plan) {
+    long *samples = calloc(sample_room(plan), sizeof *samples);
+    if (samples == NULL) {
+        fputs("weft-bench: out of memory\n", stderr);
+        exit(2);
+    }
+    return samples;
+}
+
 static void run_case(const bench_options *options, const case_plan *plan, bench_report *report,
                      size_t number, size_t total) {
     const char *names[MAX_PEERS];
@@ -128,12 +167,19 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
         names[i] = plan->peers[i]->name;
         is_baseline[i] = (plan->peers[i]->baseline_for & plan->workload->needs) != 0;
     }
-    case_result *result = report_add_case(
-        report, plan->workload->name, plan->capacity, plan->capacity_entry == CAPACITY_MESSAGES,
-        plan->workload->capacity_label, plan->messages, plan->threads, plan->peer_count, names,
-        is_baseline, options->repeat);
+    bool latency = plan->workload->latency;
+    case_result *result =
+        latency ? report_add_latency_case(report, plan->workload->name, plan->capacity,
+                                          plan->capacity_entry == CAPACITY_MESSAGES, plan->messages,
+                                          plan->threads, plan->peer_count, names, is_baseline,
+                                          options->repeat)
+                : report_add_case(report, plan->workload->name, plan->capacity,
+                                  plan->capacity_entry == CAPACITY_MESSAGES,
+                                  plan->workload->capacity_label, plan->messages, plan->threads,
+                                  plan->peer_count, names, is_baseline, options->repeat);
     char capacity_text[32];
     report_capacity_text(result, capacity_text, sizeof capacity_text);
+    long *samples = latency ? allocate_samples(plan) : NULL;
 
     double started = wall_seconds();
     for (int repetition = 0; repetition < options->repeat; repetition++) {
@@ -141,19 +187,23 @@ static void run_case(const bench_options *options, const case_plan *plan, bench_
             /* even repetitions run the peers in table order, odd ones reversed */
             size_t index = repetition % 2 == 0 ? step : plan->peer_count - 1 - step;
             workload_params params = {plan->peers[index], plan->capacity, plan->messages,
-                                      plan->threads};
-            result->messages = measure(options, plan->workload, &params, &result->peers[index]);
+                                      plan->threads, samples};
+            peer_result *peer = &result->peers[index];
+            /* -1 ns everywhere: a sample the run did not store shows as the min */
+            if (latency) memset(samples, 0xff, sample_room(plan) * sizeof *samples);
+            result->messages = measure(options, plan->workload, &params, peer);
+            if (latency)
+                report_latency_points(samples, (size_t)result->messages,
+                                      &peer->latency_ns[(size_t)(peer->runs - 1) * LATENCY_POINTS]);
         }
     }
+    free(samples);
 
     if (!options->quiet) {
         fprintf(stderr, "weft-bench: [%zu/%zu] %s cap %s, %ld messages:", number, total,
                 plan->workload->name, capacity_text, result->messages);
-        for (size_t i = 0; i < plan->peer_count; i++) {
-            run_summary summary;
-            report_summarize(&result->peers[i], result->messages, &summary);
-            fprintf(stderr, " %s %.3g M/s", plan->peers[i]->name, summary.median_rate / 1e6);
-        }
+        for (size_t i = 0; i < plan->peer_count; i++)
+            print_progress_figures(result, &result->peers[i]);
         fprintf(stderr, " (%.2f s)\n", wall_seconds() - started);
     }
 }
@@ -220,13 +270,17 @@ static void print_list(void) {
             else if (strcmp(workload->capacity_label, "-") != 0)
                 printf("capacity %s, ", workload->capacity_label);
             printf("%ld messages by default]", workload->default_messages);
+        } else if (workload->default_messages > 0) {
+            printf(" [%ld messages by default]", workload->default_messages);
         }
         putchar('\n');
         if (workload->go_reference != NULL)
             printf("  %-18s   Go 1.19 here (GOMAXPROCS=2): %s\n", "", workload->go_reference);
     }
-    puts("groups: grid (the first six, at every --cap), go (Go's benchmarks), chan (every "
-         "workload), ctx (the context cases), all");
+    puts(
+        "groups: grid (the first six, at every --cap), go (Go's benchmarks), latency "
+        "(latency_light and latency_full, at every --cap), chan (every workload), ctx (the context "
+        "cases), all");
     puts("peers:");
     for (size_t i = 0; i < peer_count; i++) {
         printf("  %-18s %s", peers[i].name, peers[i].summary);
@@ -296,18 +350,21 @@ static bool can_write(const char *path) {
     return true;
 }
 
-/* Writes the chart; 0, or 1 after one line on stderr. */
-static int write_chart(const bench_report *report, const char *path, const char *command,
-                       const char *date) {
+typedef int chart_writer(const bench_report *report, const chart_info *info, FILE *out);
+
+/* Writes a chart with write to path (given as option, for messages); 0,
+ * or 1 after one line on stderr. */
+static int write_chart(const bench_report *report, chart_writer *write, const char *option,
+                       const char *path, const char *command, const char *date) {
     FILE *file = fopen(path, "w");
     if (file == NULL) {
-        fprintf(stderr, "weft-bench: cannot write --svg '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "weft-bench: cannot write %s '%s': %s\n", option, path, strerror(errno));
         return 1;
     }
     chart_info info = {command, date};
-    int written = chart_write_svg(report, &info, file);
+    int written = write(report, &info, file);
     if (fclose(file) != 0 || written != 0) {
-        fprintf(stderr, "weft-bench: writing --svg '%s' failed\n", path);
+        fprintf(stderr, "weft-bench: writing %s '%s' failed\n", option, path);
         return 1;
     }
     return 0;
@@ -363,10 +420,15 @@ int main(int argc, char **argv) {
     char date[64];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
-    if (options.svg_path != NULL && !can_write(options.svg_path)) {
-        int error = errno;
-        free(plans);
-        return options_error("cannot write --svg '%s': %s", options.svg_path, strerror(error));
+    const char *const chart_paths[2] = {options.svg_path, options.latency_svg_path};
+    static const char *const chart_options[2] = {"--svg", "--latency-svg"};
+    for (size_t i = 0; i < 2; i++) {
+        if (chart_paths[i] != NULL && !can_write(chart_paths[i])) {
+            int error = errno;
+            free(plans);
+            return options_error("cannot write %s '%s': %s", chart_options[i], chart_paths[i],
+                                 strerror(error));
+        }
     }
 
     char messages_note[96];
@@ -380,13 +442,17 @@ int main(int argc, char **argv) {
     describe_baselines(baseline_note, sizeof baseline_note);
     double load_average = -1;
     if (getloadavg(&load_average, 1) != 1) load_average = -1;
+    char cpu_model[128];
+    machine_cpu_model(cpu_model, sizeof cpu_model);
     report_context context = {.threads = options.threads,
                               .repeat = options.repeat,
                               .cpus = sysconf(_SC_NPROCESSORS_ONLN),
                               .load_average = load_average,
                               .baseline = peer_baseline(PEER_CHANNEL)->name,
                               .baseline_note = baseline_note,
-                              .messages_note = messages_note};
+                              .messages_note = messages_note,
+                              .cpu_model = cpu_model,
+                              .round_trip_ns = machine_round_trip_ns()};
     bench_report *report = report_new(&context);
 
     double started = wall_seconds();
@@ -398,7 +464,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "weft-bench: %zu cases in %.1f s\n", total, wall_seconds() - started);
 
     report_print(report, options.format, stdout);
-    if (options.svg_path != NULL) status = write_chart(report, options.svg_path, command, date);
+    if (options.svg_path != NULL)
+        status |= write_chart(report, chart_write_svg, "--svg", options.svg_path, command, date);
+    if (options.latency_svg_path != NULL)
+        status |= write_chart(report, chart_write_latency_svg, "--latency-svg",
+                              options.latency_svg_path, command, date);
     report_free(report);
     free(plans);
     return status;

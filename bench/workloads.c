@@ -2,8 +2,9 @@
  * on any channel peer; select_rx, select_both through weft_select), Go's
  * runtime benchmarks (chan_* on any channel peer where the condvar queue
  * can do the same, else through weft's own API; select_uncontended and
- * select_nonblock through weft_select), and spawn (weft_go against
- * pthread_create + pthread_join).
+ * select_nonblock through weft_select), spawn (weft_go against
+ * pthread_create + pthread_join), and latency_light and latency_full (on any
+ * channel peer; timestamps instead of 1..share, see their section).
  *
  * Each producer sends 1..share and each consumer returns the sum of what
  * it received; the runner compares the grand total with share*(share+1)/2
@@ -21,6 +22,7 @@
 #include "weft/chan.h"
 #include "weft/error.h"
 #include "weft/select.h"
+#include "weft/time.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -718,6 +720,78 @@ static long run_spawn(const workload_params *params) {
     return total;
 }
 
+/* ---- latency ------------------------------------------------------------- */
+
+/* A message is the weft_now() of just before its send; the receiver
+ * subtracts it from the weft_now() of just after its receive, so a sample
+ * holds one clock read besides the hand-off. Both threads read the same
+ * CLOCK_MONOTONIC. A sample below zero would mean a value that was never
+ * sent (the clock does not go back): the run exits 1. */
+
+/* One producer of the latency workloads. */
+typedef struct stamper {
+    const bench_peer *peer;
+    void *channel;
+    long count;
+    weft_time gap; /* > 0: wait this long after each send returns (latency) */
+} stamper;
+
+static void *stamper_main(void *argument) {
+    const stamper *self = argument;
+    for (long i = 0; i < self->count; i++) {
+        send_one(self->peer, self->channel, (long)weft_now());
+        if (self->gap > 0) { /* spin, not sleep: the sender's core stays awake */
+            weft_time until = weft_now() + self->gap;
+            while (weft_now() < until) continue;
+        }
+    }
+    return NULL;
+}
+
+/* Receives total timestamps on the calling thread into latencies. */
+static void receive_latencies(const bench_peer *peer, void *channel, long total, long *latencies,
+                              const char *workload_name) {
+    for (long i = 0; i < total; i++) {
+        long sent = receive_one(peer, channel);
+        long sample = (long)weft_now() - sent;
+        if (sample < 0) {
+            fprintf(stderr, "weft-bench: %s %s: received %ld, a timestamp from the future\n",
+                    peer->name, workload_name, sent);
+            exit(1);
+        }
+        latencies[i] = sample;
+    }
+}
+
+/* producers threads of stamper_main, sharing `share` each; the calling
+ * thread receives every timestamp. */
+static long run_stamped(const workload_params *params, int producers, long share, weft_time gap,
+                        const char *workload_name) {
+    const bench_peer *peer = params->peer;
+    long total = share * producers;
+    void *channel = make_channel(peer, params->capacity);
+    stamper producer = {peer, channel, share, gap}; /* read-only: shared by all producers */
+    pthread_t thread[producers];
+    for (int i = 0; i < producers; i++) start_thread(&thread[i], stamper_main, &producer);
+    receive_latencies(peer, channel, total, params->latencies, workload_name);
+    for (int i = 0; i < producers; i++) join_thread(thread[i]);
+    peer->release(channel);
+    return total;
+}
+
+/* One producer, a message every LATENCY_GAP_NS: the receiver is idle (has
+ * parked, for a peer that parks) when each arrives. */
+static long run_latency_light(const workload_params *params) {
+    return run_stamped(params, 1, params->messages, LATENCY_GAP_NS, "latency_light");
+}
+
+/* T producers back to back, as mpsc: a sample includes the time spent
+ * queued behind the others (at capacity N, everything sent so far). */
+static long run_latency_full(const workload_params *params) {
+    int threads = params->threads;
+    return run_stamped(params, threads, share_of(params->messages, threads), 0, "latency_full");
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 const bench_workload workloads[] = {
@@ -855,6 +929,23 @@ const bench_workload workloads[] = {
      .capacity_label = "-",
      .default_messages = 8000,
      .run = run_spawn},
+    /* latency */
+    {.name = "latency_light",
+     .summary = "1 producer sends a timestamp every 50 us, the main thread receives: each "
+                "message finds it idle; ns from send to receive, percentiles",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = ANY_CAPACITY,
+     .default_messages = 10000,
+     .latency = true,
+     .run = run_latency_light},
+    {.name = "latency_full",
+     .summary = "T producers send timestamps back to back, the main thread receives: "
+                "hand-off plus queueing, percentiles",
+     .needs = PEER_CHANNEL,
+     .fixed_capacity = ANY_CAPACITY,
+     .default_messages = 50000,
+     .latency = true,
+     .run = run_latency_full},
 };
 
 const size_t workload_count = sizeof workloads / sizeof workloads[0];

@@ -13,6 +13,13 @@
  *     checks what went through or what the operations returned.
  *   - spawn: starting a task and waiting for it, weft_go against
  *     pthread_create + pthread_join.
+ *   - latency_light and latency_full: how long one hand-off takes, at every
+ *     capacity of --cap. A message is a timestamp (weft_now(), before the
+ *     send); the receiver stores now - timestamp in workload_params'
+ *     latencies, and the runner turns them into percentiles. latency_light
+ *     sends one message at a time, LATENCY_GAP_NS apart, so that each
+ *     finds the receiver idle (the wake-up path); latency_full has T
+ *     producers send back to back (the time includes queueing).
  * A run covers channel creation, thread start, the work, join and channel
  * release, so the caller times the whole call. Threads are plain pthreads. */
 #ifndef WEFT_BENCH_WORKLOADS_H
@@ -28,6 +35,10 @@ typedef struct workload_params {
     size_t capacity; /* of the channels the workload makes (Go's: what the table says) */
     long messages;   /* requested; workloads round to whole shares, at least one each */
     int threads;     /* T */
+    /* Latency workloads (bench_workload.latency): room for messages +
+     * threads samples, where the run stores the ns from before each send
+     * to after its receive, in the order received; else NULL. */
+    long *latencies;
 } workload_params;
 
 /* Runs the workload once and returns the number of messages transferred.
@@ -36,6 +47,10 @@ typedef struct workload_params {
 typedef long workload_run(const workload_params *params);
 
 #define ANY_CAPACITY (-1L)
+
+/* latency_light: the pause between one send's return and the next timestamp,
+ * long enough for the receiver to have stopped spinning and parked. */
+#define LATENCY_GAP_NS 50000L
 
 typedef struct bench_workload {
     const char *name;
@@ -56,6 +71,7 @@ typedef struct bench_workload {
         *capacity_label;   /* for the report when fixed ("100T", "0/1", "-"); NULL: the number */
     int fixed_threads;     /* 0: --threads; else always this many (Go's ChanSync: 2) */
     long default_messages; /* without --messages; 0: the grid's defaults */
+    bool latency;          /* fills workload_params' latencies; reported apart */
     workload_run *run;
 } bench_workload;
 

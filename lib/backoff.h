@@ -1,10 +1,12 @@
-/* Busy-waiting that stays polite on an oversubscribed machine.
+/* Busy-waiting for a step of another thread, polite on an oversubscribed
+ * machine.
  *
  * A failed compare-and-swap is retried after a short, growing run of
- * pause instructions. Waiting for another thread to finish a step (a slot
- * half written, a ring momentarily full) pauses, then yields the core:
- * with two cores and more runnable threads, the thread we wait for may
- * need ours. After that, callers park. */
+ * pause instructions. Waiting for another thread to finish a step it has
+ * begun (a slot half written, a ring momentarily full) pauses, then
+ * yields the core: with two cores and more runnable threads, the thread
+ * we wait for may need ours. Waiting for a partner that may never come is
+ * patience.h's, which bounds it in time and then parks. */
 #ifndef WEFT_LIB_BACKOFF_H
 #define WEFT_LIB_BACKOFF_H
 
@@ -22,10 +24,7 @@ static inline void weft__cpu_relax(void) {
 }
 
 #ifndef WEFT__SNOOZE_POLLS
-#define WEFT__SNOOZE_POLLS 128 /* polls, one pause apart (~20 ns each here) */
-#endif
-#ifndef WEFT__SNOOZE_YIELDS
-#define WEFT__SNOOZE_YIELDS 8 /* then yields (~1 us each on this VM); then park */
+#define WEFT__SNOOZE_POLLS 128 /* polls, one pause apart, before yielding */
 #endif
 /* Up to 2^6 pauses (about 1.3 us here) after a lost CAS. With four
  * producers on two cores, a shorter limit (2^4) let the two running
@@ -57,11 +56,6 @@ static inline void weft__backoff_snooze(weft__backoff *backoff) {
     else
         sched_yield();
     backoff->step++;
-}
-
-/* Whether waiting longer by snoozing is pointless: time to park. */
-static inline bool weft__backoff_done(const weft__backoff *backoff) {
-    return backoff->step >= WEFT__SNOOZE_POLLS + WEFT__SNOOZE_YIELDS;
 }
 
 #endif

@@ -79,6 +79,14 @@
  *     the last release of a closed channel takes and drops the lock
  *     before destroying it, which waits that unlock out.
  *
+ * Poll fds (weft_chan_pollfd; chan_pollfd.c, chan_poll.h): an armed
+ * poll observer counts as a waiter of its direction without being queued:
+ * the flags are recomputed as "queue non-empty or observer armed"
+ * (someone_waits), so a partner takes publish_and_wake, which raises it;
+ * an unbuffered waiter joining a queue raises the other direction's. A
+ * try form that says WEFT_EAGAIN re-arms it (try_once). A channel with
+ * no poll fd runs exactly the code it ran before.
+ *
  * Locks: channel->lock guards both wait queues and the unbuffered
  * hand-off. It is never held while another channel's lock is taken, nor
  * while parking. */
@@ -91,6 +99,7 @@
 #include "alloc.h"
 #include "backoff.h"
 #include "chan_internal.h"
+#include "chan_poll.h"
 #include "engine.h"
 #include "panic.h"
 
@@ -123,6 +132,9 @@ struct weft_chan {
     weft__waitq receivers;                /* parked receivers */
     atomic_uint_fast64_t handoff_waiters; /* unbuffered: waiters ever queued (the version) */
     void *block; /* what make allocated: the channel, and small slots after it */
+
+    /* weft_chan_pollfd's fds (chan_poll.h), or NULL; set once, under lock. */
+    weft__chan_poll *poll;
 };
 
 static inline slot *slot_at(const weft_chan *channel, uint64_t index) {
@@ -163,6 +175,8 @@ static inline void push_handoff_waiter(weft_chan *channel, weft__waitq *queue,
                                        weft__waiter *waiter) {
     weft__waitq_push(queue, waiter);
     atomic_fetch_add(&channel->handoff_waiters, 1);
+    if (channel->poll)
+        weft__chan_poll_raise(channel->poll, queue == &channel->senders ? WEFT_RECV : WEFT_SEND);
 }
 
 uint64_t weft__chan_version(const weft_chan *channel) {
@@ -266,6 +280,7 @@ void weft_chan_release(weft_chan *channel) {
         pthread_mutex_unlock(&channel->lock);
     }
     pthread_mutex_destroy(&channel->lock);
+    weft__chan_poll_free(channel->poll);
     weft__free(separate_slots(channel));
     weft__free(channel->block);
 }
@@ -305,6 +320,12 @@ static inline atomic_int *flag_for(weft_chan *channel, int dir) {
     return dir == WEFT_SEND ? &channel->senders_waiting : &channel->receivers_waiting;
 }
 
+/* Under channel->lock: what the flag of dir should say: a waiter is
+ * queued, or a poll fd's observer is armed (chan_poll.h). */
+static inline bool someone_waits(weft_chan *channel, int dir) {
+    return !weft__waitq_empty(queue_for(channel, dir)) || weft__chan_poll_armed(channel->poll, dir);
+}
+
 /* Under channel->lock: claim the oldest open waiter of queue for a
  * partner (self's own waiters skipped), unlinking it. A select that has
  * several cases on this channel (waiter->shares_channel) has its other
@@ -335,7 +356,8 @@ publish_and_wake(weft_chan *channel, atomic_uint_fast64_t *stamp, uint64_t value
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
     weft__waiter *waiter = claim_partner(channel, queue, NULL);
-    atomic_store(flag_for(channel, dir), !weft__waitq_empty(queue));
+    if (channel->poll) weft__chan_poll_raise(channel->poll, dir);
+    atomic_store(flag_for(channel, dir), someone_waits(channel, dir));
     pthread_mutex_unlock(&channel->lock);
     weft__parker *parker = waiter ? waiter->parker : NULL;
     if (waiter) waiter->result = WEFT__RETRY;
@@ -437,7 +459,7 @@ void weft__chan_unregister(weft_chan *channel, int dir, weft__waiter *waiter) {
     weft__waitq *queue = queue_for(channel, dir);
     pthread_mutex_lock(&channel->lock);
     weft__waitq_remove(queue, waiter);
-    if (channel->cap > 0) atomic_store(flag_for(channel, dir), !weft__waitq_empty(queue));
+    if (channel->cap > 0) atomic_store(flag_for(channel, dir), someone_waits(channel, dir));
     pthread_mutex_unlock(&channel->lock);
 }
 
@@ -600,6 +622,7 @@ int weft__chan_close_owned(weft_chan *channel) {
     claim_all(&channel->senders, result, &wake);
     atomic_store(&channel->senders_waiting, 0);
     atomic_store(&channel->receivers_waiting, 0);
+    if (channel->poll) weft__chan_poll_close(channel->poll);
     /* The mark makes the close visible without the lock (a receiver that
      * sees it may release the channel at once), so it is the last store;
      * the unlock that follows is waited out by the last release (see
@@ -614,6 +637,34 @@ int weft__chan_close_owned(weft_chan *channel) {
     return 0;
 }
 
+/* ---- poll fds: chan_pollfd.c's view of the channel (chan_poll.h) -------- */
+
+void weft__chan_lock(weft_chan *channel) { pthread_mutex_lock(&channel->lock); }
+void weft__chan_unlock(weft_chan *channel) { pthread_mutex_unlock(&channel->lock); }
+weft__chan_poll **weft__chan_poll_slot(weft_chan *channel) { return &channel->poll; }
+bool weft__chan_refuses_send(const weft_chan *channel) { return channel->receive_only; }
+
+/* As register_locked for a waiter that never takes a value: the flag's
+ * seq_cst store before ring_ready's loads, so a partner either sees the
+ * flag (and raises the fd) or is seen here. */
+bool weft__chan_watch_locked(weft_chan *channel, int dir) {
+    if (is_closed(channel)) return true;
+    if (channel->cap > 0) {
+        atomic_store(flag_for(channel, dir), 1);
+        return ring_ready(channel, dir);
+    }
+    return weft__waitq_has_partner(dir == WEFT_SEND ? &channel->receivers : &channel->senders,
+                                   NULL);
+}
+
+/* A try form's one attempt; an WEFT_EAGAIN re-arms a poll fd of dir. */
+static int try_once(weft_chan *channel, int dir, void *elem) {
+    int result = weft__chan_try(channel, dir, elem, NULL);
+    if (result == WEFT_EAGAIN && __atomic_load_n(&channel->poll, __ATOMIC_ACQUIRE))
+        weft__chan_poll_rearm(channel, dir);
+    return result;
+}
+
 /* ---- public operations -------------------------------------------------- */
 
 /* An unbuffered send or receive, as Go's: under one hold of the lock,
@@ -622,7 +673,7 @@ int weft__chan_close_owned(weft_chan *channel) {
  * parker before the waiter is queued, so no self-claim is needed first. */
 static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) {
     if (dir == WEFT_SEND) refuse_send(channel);
-    if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
+    if (passed(deadline)) return try_once(channel, dir, elem);
     weft__parker *self = weft__parker_self();
     if (!self) { /* no parker: the engine blocks by polling */
         weft_case only = {channel, dir, elem, 0};
@@ -658,40 +709,49 @@ static int handoff(weft_chan *channel, int dir, void *elem, weft_time deadline) 
         return 0;
     }
     if (closed) return WEFT_ECLOSED;
-    weft__parker_note(self, dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
+    weft__wait_begin(self, dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel, 0, 0);
     if (weft__parker_park(self, deadline) == WEFT_ETIMEDOUT) {
         if (weft__parker_claim(self, WEFT__CLAIM_SELF)) {
             weft__chan_unregister(channel, dir, waiter);
+            weft__wait_end(self);
             return WEFT_ETIMEDOUT;
         }
         weft__parker_park(self, WEFT_FOREVER); /* a partner beat the deadline */
     }
+    weft__wait_end(self);
     if (dir == WEFT_RECV && waiter->result == 0 && inline_value && elem)
         copy_value(elem, &self->value, elem_size);
     return waiter->result;
 }
 
 /* A ring operation that did not succeed at once: a try form makes one
- * exact attempt; a blocking one polls its slot a little while (see
- * ring_may_be_ready), then parks. */
+ * exact attempt; a blocking one polls its slot (see ring_may_be_ready)
+ * for as long as the thread's patience lasts (parker.h), unregistered so
+ * that a running partner keeps its fast path, then parks. */
 __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *elem,
                                              weft_time deadline) {
     if (!channel) return WEFT_EINVAL;
     if (!elem && dir == WEFT_SEND && channel->elem_size > 0) return WEFT_EINVAL;
     if (channel->cap == 0) return handoff(channel, dir, elem, deadline);
-    if (passed(deadline)) return weft__chan_try(channel, dir, elem, NULL);
+    if (passed(deadline)) return try_once(channel, dir, elem);
+    weft__parker *self = weft__parker_self();
     int result;
-    for (weft__backoff backoff = {0};; weft__backoff_snooze(&backoff)) {
+    for (bool first = true; self && weft__parker_wait_awake(self, first); first = false) {
         if (ring_may_be_ready(channel, dir)) {
             result = weft__chan_try(channel, dir, elem, NULL);
-            if (result != WEFT_EAGAIN) return result;
+            if (result != WEFT_EAGAIN) goto out;
         }
-        if (weft__backoff_done(&backoff)) break;
     }
     weft_case only = {channel, dir, elem, 0};
-    result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds,
-                               dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv", channel);
-    return result < 0 ? result : only.err;
+    const char *call = dir == WEFT_SEND ? "weft_chan_send" : "weft_chan_recv";
+    /* Described here, with the ring's numbers, rather than by the engine. */
+    weft__wait_begin(self, call, channel, weft_chan_cap(channel), weft_chan_len(channel));
+    result = weft__engine_wait(&only, 1, NULL, deadline, weft__chan_kinds, call, channel);
+    weft__wait_end(self);
+    if (result >= 0) result = only.err;
+out:
+    if (self) weft__parker_wait_done(self);
+    return result;
 }
 
 /* The uncontended ring operation, small enough to inline into the public

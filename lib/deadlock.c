@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "deadlock.h"
+#include "dump.h"
 #include "fork.h"
 #include "panic.h"
 #include "parker.h"
@@ -77,7 +78,9 @@ static void turn_on(void) {
 }
 
 /* WEFT_DEBUG is a comma-separated list; "deadlock" or "deadlock=1" turns
- * detection on, "deadlock=0" off. */
+ * detection on, "deadlock=0" off; "dump" or "dump=1" installs the SIGQUIT
+ * dump (dump.h), read here so that the one constructor that must run
+ * before main reads the whole list (and links dump.c with this file). */
 static void read_environment(void) {
     const char *text = getenv("WEFT_DEBUG");
     if (!text) return;
@@ -88,6 +91,9 @@ static void read_environment(void) {
             turn_on();
         else if (length == 10 && strncmp(text, "deadlock=0", 10) == 0)
             atomic_store(&weft__deadlock_on, false);
+        else if ((length == 4 && strncmp(text, "dump", 4) == 0) ||
+                 (length == 6 && strncmp(text, "dump=1", 6) == 0))
+            weft__dump_on_sigquit();
         text += length;
         if (*text == ',') text++;
     }
@@ -261,15 +267,18 @@ static void describe(const weft__parker *parker, char *line) {
     const char *kind = parker->goroutine                     ? " (goroutine)"
                        : parker->thread_id == (long)getpid() ? " (main)"
                                                              : "";
+    /* The sleeper is stuck: its record stays put, and so does its object. */
+    weft__wait_snapshot wait;
+    if (!weft__wait_record_read(&parker->record, &wait)) wait = (weft__wait_snapshot){.call = "?"};
     size_t used = 0;
-    append(line, &used, "  thread \"%s\"%s: %s", name, kind, parker->what);
-    if (strcmp(parker->what, "weft_select") == 0) {
-        append_select(line, &used, parker->object, parker->cases);
-    } else if (strncmp(parker->what, "weft_chan_", 10) == 0) {
+    append(line, &used, "  thread \"%s\"%s: %s", name, kind, wait.call);
+    if (strcmp(wait.call, "weft_select") == 0) {
+        append_select(line, &used, wait.object, wait.count);
+    } else if (strncmp(wait.call, "weft_chan_", 10) == 0) {
         append(line, &used, " on ");
-        append_channel(line, &used, parker->object);
+        append_channel(line, &used, wait.object);
     } else {
-        append(line, &used, " on %p", parker->object);
+        append(line, &used, " on %p", wait.object);
     }
     append(line, &used, "\n");
 }

@@ -28,11 +28,11 @@
  * What is counted
  *   A thread is "asleep" from the moment weft__parker_park really goes to
  *   sleep for a wait with no deadline that its blocking call described
- *   (parker->what, set through weft__parker_note), until the unparker's
+ *   (its wait record, waitrecord.h: weft__wait_begin), until the unparker's
  *   exchange takes it out of its counted state (parker.c). A woken thread
  *   that has not run yet is therefore never counted. Waits with a deadline
- *   are never counted, nor an idle pooled thread waiting for a task (go.c
- *   clears what first): those end by themselves. A context's deadline is a
+ *   are never counted, nor an idle pooled thread waiting for a task (it
+ *   describes no wait): those end by themselves. A context's deadline is a
  *   pending timer, which vetoes the report (below).
  *
  *   Each sleeper counts as a goroutine (its thread is running a goroutine,
@@ -55,8 +55,9 @@
  *   period: a program that relies on one should not turn detection on.
  *
  * Cost when off
- *   Nothing on the fast paths. A blocking call stores what and object in
- *   its parker (two stores, on the way to parking); weft__parker_park tests
+ *   Nothing on the fast paths. A blocking call describes its wait in its
+ *   parker's wait record on the way to parking (waitrecord.h, shared with
+ *   weft_debug_dump); weft__parker_park tests
  *   the observer pointer (a relaxed load and a predictable branch) once its
  *   spin is over, before it sleeps; an unpark that finds its owner sleeping
  *   tests the old state once more before the futex wake. Turned on and then

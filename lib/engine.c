@@ -128,8 +128,7 @@ int weft__engine_wait(weft_case *cases, size_t n, const unsigned *order, weft_ti
     scratch s;
     if (!scratch_make(&s, n, stack_waiters, stack_fds, stack_fd_case)) return WEFT_ENOMEM;
 
-    weft__parker_note(self, what, object);
-    self->cases = n;
+    weft__wait_begin(self, what, object, n, 0);
     bool repeats = objects_repeat(cases, n, kinds);
     int chosen;
     for (;;) {
@@ -193,6 +192,7 @@ int weft__engine_wait(weft_case *cases, size_t n, const unsigned *order, weft_ti
         if (chosen >= 0) break;
     }
 
+    weft__wait_end(self);
     if (s.allocated) weft__free(s.allocated);
     return chosen;
 }

@@ -80,7 +80,8 @@ int weft__engine_attempt_all(weft_case *cases, size_t n, const unsigned *order,
 /* Block until one of cases[0..n) proceeds, after the caller's own
  * attempts found none ready. order lists the case indices in the order to
  * enlist and retry them (NULL: array order). what and object describe the
- * wait for the deadlock report (parker.h, weft__parker_note). Returns the
+ * wait, with n as its count, for the dump and the deadlock report
+ * (parker.h, weft__wait_begin), unless the caller described it. Returns the
  * case index (its err set), WEFT_ETIMEDOUT, WEFT_ENOMEM (more than
  * WEFT_SELECT_STACK_CASES cases and no memory for their waiters), or
  * WEFT_ESYS (errno set: the parker's eventfd could not be made, or poll

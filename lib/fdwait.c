@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "fd_source.h"
 #include "fdwait.h"
+#include "parker.h"
 #include "weft/ctx.h"
 #include "weft/io.h"
 #include "weft/select.h"
@@ -19,7 +20,11 @@ int weft_fd_wait_until(int fd, int events, weft_time deadline) {
     if (fd < 0 || !weft__fd_events_valid(events)) return WEFT_EINVAL;
     weft_fdwait wait = {fd, events, 0};
     weft_case only = WEFT_FD_CASE(&wait);
+    /* Described before select's first poll: a system call either way. */
+    weft__parker *self =
+        weft__wait_begin_self("weft_fd_wait_until", NULL, (size_t)fd, (size_t)events);
     int chosen = weft_select(&only, 1, deadline);
+    weft__wait_end(self);
     return chosen == 0 ? outcome(&only, &wait) : chosen;
 }
 
@@ -37,7 +42,10 @@ int weft_fd_wait_ctx(int fd, int events, weft_ctx *ctx) {
         return chosen == WEFT_EAGAIN ? error : chosen;
     }
     cases[1].ch = weft_ctx_done(ctx);
+    weft__parker *self =
+        weft__wait_begin_self("weft_fd_wait_ctx", NULL, (size_t)fd, (size_t)events);
     int chosen = weft_select_biased(cases, cases[1].ch ? 2 : 1, WEFT_FOREVER);
+    weft__wait_end(self);
     if (chosen == 0) return outcome(&cases[0], &wait);
     if (chosen == 1) return weft_ctx_err(ctx);
     return chosen;

@@ -82,9 +82,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "deadlock.h"
+#include "dump.h"
 #include "fork.h"
 #include "go_internal.h"
 #include "panic.h"
@@ -92,6 +95,7 @@
 #include "weft/go.h"
 
 enum { DEFAULT_MAX_THREADS = 4096, NAME_SIZE = 16 /* Linux: 15 characters and the NUL */ };
+_Static_assert((int)NAME_SIZE == (int)WEFT__POOL_NAME_SIZE, "dump.h copies a pool's name whole");
 #define DEFAULT_IDLE_TIMEOUT WEFT_SEC(10)
 #define DEFAULT_NAME "weft"
 
@@ -103,6 +107,9 @@ typedef struct worker {
     /* Written by the worker's own thread before its first task; read by
      * close once the pool has drained. */
     pthread_t thread;
+    /* Its kernel id, for weft_debug_dump: 0 until the thread stores it
+     * as it starts; read under the mutex. Relaxed. */
+    atomic_long thread_id;
     /* The worker's thread's parker. Written by that thread, under the
      * pool's mutex, before it first goes idle; read under the mutex by
      * whoever pops the worker. */
@@ -327,6 +334,7 @@ static void *worker_main(void *argument) {
     worker *self = argument;
     weft_pool *pool = self->pool;
     self->thread = pthread_self();
+    atomic_store_explicit(&self->thread_id, (long)syscall(SYS_gettid), memory_order_relaxed);
     current_worker = self;
     atomic_fetch_add_explicit(&pool->started, 1, memory_order_relaxed);
     name_thread(pool, self->number);
@@ -352,7 +360,8 @@ static void *worker_main(void *argument) {
         self->fn = NULL;
         self->arg = NULL;
         weft__parker_arm(self->parker);
-        weft__parker_note(self->parker, NULL, NULL); /* idle: never counted as asleep */
+        /* Idle: no wait is described (every blocking call ended its
+         * record), so this park is never counted as asleep nor dumped. */
         idle_push(pool, self);
         weft_time deadline =
             pool->threads > pool->min_threads ? weft_deadline(pool->idle_timeout) : WEFT_FOREVER;
@@ -519,6 +528,27 @@ int weft_goroutines(void) { return atomic_load_explicit(&goroutines, memory_orde
 /* For deadlock.c: an idle worker parks with no description, so any
  * described park on a pooled thread is a goroutine's. */
 bool weft__go_in_goroutine(void) { return current_worker != NULL; }
+
+/* For weft_debug_dump (dump.h): a worker holds a task (fn) from the
+ * hand-over until it has gone idle again, both under the mutex. */
+size_t weft__pool_goroutines(weft__goroutine_snapshot *out, size_t room) {
+    size_t found = 0;
+    pthread_mutex_lock(&pools_lock);
+    for (weft_pool *pool = pools; pool; pool = pool->next_pool) {
+        pthread_mutex_lock(&pool->mutex);
+        for (worker *each = pool->workers; each; each = each->next) {
+            if (!each->fn) continue;
+            if (found < room) {
+                memcpy(out[found].pool, pool->name, sizeof out[found].pool);
+                out[found].thread_id = atomic_load_explicit(&each->thread_id, memory_order_relaxed);
+            }
+            found++;
+        }
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    pthread_mutex_unlock(&pools_lock);
+    return found;
+}
 
 /* ---- Test hooks (go_internal.h) ---- */
 

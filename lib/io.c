@@ -48,27 +48,35 @@
 
 #include "fdwait.h"
 #include "panic.h"
+#include "parker.h"
 #include "weft/io.h"
 
 /* How a call waits: until a deadline, or until a context ends. */
 typedef struct {
+    const char *call; /* the public call, for weft_debug_dump */
     weft_ctx *ctx;
     weft_time deadline;
     bool use_ctx;
     bool waited; /* a wait has returned ready once in this call */
 } waiter;
 
-static waiter until(weft_time deadline) { return (waiter){.deadline = deadline}; }
+static waiter until(const char *call, weft_time deadline) {
+    return (waiter){.call = call, .deadline = deadline};
+}
 
-static waiter with_ctx(weft_ctx *ctx) { return (waiter){.ctx = ctx, .use_ctx = true}; }
+static waiter with_ctx(const char *call, weft_ctx *ctx) {
+    return (waiter){.call = call, .ctx = ctx, .use_ctx = true};
+}
 
 /* Wait for events on fd, which a call has just found not ready (so the
  * wait need not poll before it sleeps, fdwait.h): > 0 to try again, or
  * the negative code that ends the call (WEFT_EAGAIN only if this call
  * has not waited before). */
 static int wait_ready(int fd, int events, waiter *how) {
+    weft__parker *self = weft__wait_begin_self(how->call, NULL, (size_t)fd, (size_t)events);
     int ready = how->use_ctx ? weft__fd_wait_unready_ctx(fd, events, how->ctx)
                              : weft__fd_wait_unready_until(fd, events, how->deadline);
+    weft__wait_end(self);
     if (ready == WEFT_EAGAIN && how->waited) return WEFT_ETIMEDOUT;
     if (ready > 0) how->waited = true;
     return ready;
@@ -146,35 +154,35 @@ static transfer_op sender(int fd, int flags) {
 }
 
 ssize_t weft_read_until(int fd, void *buf, size_t n, weft_time deadline) {
-    return transfer(reader(fd), buf, n, until(deadline));
+    return transfer(reader(fd), buf, n, until(__func__, deadline));
 }
 
 ssize_t weft_read_ctx(int fd, void *buf, size_t n, weft_ctx *ctx) {
-    return transfer(reader(fd), buf, n, with_ctx(ctx));
+    return transfer(reader(fd), buf, n, with_ctx(__func__, ctx));
 }
 
 ssize_t weft_write_until(int fd, const void *buf, size_t n, weft_time deadline) {
-    return transfer(writer(fd), (char *)buf, n, until(deadline));
+    return transfer(writer(fd), (char *)buf, n, until(__func__, deadline));
 }
 
 ssize_t weft_write_ctx(int fd, const void *buf, size_t n, weft_ctx *ctx) {
-    return transfer(writer(fd), (char *)buf, n, with_ctx(ctx));
+    return transfer(writer(fd), (char *)buf, n, with_ctx(__func__, ctx));
 }
 
 ssize_t weft_recv_until(int fd, void *buf, size_t n, int flags, weft_time deadline) {
-    return transfer(receiver(fd, flags), buf, n, until(deadline));
+    return transfer(receiver(fd, flags), buf, n, until(__func__, deadline));
 }
 
 ssize_t weft_recv_ctx(int fd, void *buf, size_t n, int flags, weft_ctx *ctx) {
-    return transfer(receiver(fd, flags), buf, n, with_ctx(ctx));
+    return transfer(receiver(fd, flags), buf, n, with_ctx(__func__, ctx));
 }
 
 ssize_t weft_send_until(int fd, const void *buf, size_t n, int flags, weft_time deadline) {
-    return transfer(sender(fd, flags), (char *)buf, n, until(deadline));
+    return transfer(sender(fd, flags), (char *)buf, n, until(__func__, deadline));
 }
 
 ssize_t weft_send_ctx(int fd, const void *buf, size_t n, int flags, weft_ctx *ctx) {
-    return transfer(sender(fd, flags), (char *)buf, n, with_ctx(ctx));
+    return transfer(sender(fd, flags), (char *)buf, n, with_ctx(__func__, ctx));
 }
 
 /* ---- borrowing O_NONBLOCK (accept, connect) ----------------------------- */
@@ -285,11 +293,11 @@ static int accept_on(int fd, struct sockaddr *addr, socklen_t *len, waiter how) 
 }
 
 int weft_accept_until(int fd, struct sockaddr *addr, socklen_t *len, weft_time deadline) {
-    return accept_on(fd, addr, len, until(deadline));
+    return accept_on(fd, addr, len, until(__func__, deadline));
 }
 
 int weft_accept_ctx(int fd, struct sockaddr *addr, socklen_t *len, weft_ctx *ctx) {
-    return accept_on(fd, addr, len, with_ctx(ctx));
+    return accept_on(fd, addr, len, with_ctx(__func__, ctx));
 }
 
 /* ---- connect ------------------------------------------------------------ */
@@ -340,9 +348,9 @@ static int connect_on(int fd, const struct sockaddr *addr, socklen_t len, waiter
 }
 
 int weft_connect_until(int fd, const struct sockaddr *addr, socklen_t len, weft_time deadline) {
-    return connect_on(fd, addr, len, until(deadline));
+    return connect_on(fd, addr, len, until(__func__, deadline));
 }
 
 int weft_connect_ctx(int fd, const struct sockaddr *addr, socklen_t len, weft_ctx *ctx) {
-    return connect_on(fd, addr, len, with_ctx(ctx));
+    return connect_on(fd, addr, len, with_ctx(__func__, ctx));
 }

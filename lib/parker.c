@@ -41,6 +41,7 @@
 #include "backoff.h"
 #include "panic.h"
 #include "parker.h"
+#include "patience.h"
 #include "thread.h"
 #include "time_internal.h"
 
@@ -50,6 +51,7 @@ enum { EMPTY, NOTIFIED, POLLING, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static weft__parker *pool_free; /* recycled parkers, under pool_lock */
+static weft__parker *every;     /* every parker ever made, through every_next; under pool_lock */
 static pthread_key_t exit_key;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT; /* exit_key and the fork handlers */
 static _Thread_local weft__parker *current;
@@ -77,6 +79,7 @@ static void renew(weft__parker *parker) {
     weft__monotonic_cond_init(&parker->cond);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     parker->sleeper_next = parker->sleeper_prev = NULL;
+    weft__wait_record_clear(&parker->record);
     /* The child's copy of the eventfd is the parent's object: a write by
      * either would wake the other's poll. The child makes its own. */
     if (parker->eventfd >= 0) close(parker->eventfd);
@@ -132,7 +135,7 @@ fail_cond:
 static void take(weft__parker *parker) {
     parker->owner = pthread_self();
     parker->thread_id = (long)syscall(SYS_gettid);
-    parker->what = NULL;
+    weft__wait_record_clear(&parker->record);
 }
 
 weft__parker *weft__parker_self(void) {
@@ -145,6 +148,10 @@ weft__parker *weft__parker_self(void) {
     if (!parker) {
         parker = make_parker();
         if (!parker) return NULL;
+        pthread_mutex_lock(&pool_lock);
+        parker->every_next = every;
+        every = parker;
+        pthread_mutex_unlock(&pool_lock);
     }
     if (pthread_setspecific(exit_key, parker) != 0) {
         recycle(parker);
@@ -160,6 +167,7 @@ weft__parker *weft__parker_self(void) {
  * observer about a counted sleeper (see the top for why it is there),
  * then signal under the mutex. */
 __attribute__((noinline)) static void wake(weft__parker *parker, int before) {
+    atomic_store_explicit(&parker->unparked_at, weft_now(), memory_order_relaxed);
     if (before != SLEEPING)
         atomic_load_explicit(&observer, memory_order_relaxed)->unparked(before == ASLEEP_GOROUTINE);
     pthread_mutex_lock(&parker->mutex);
@@ -198,7 +206,9 @@ static inline bool consume(weft__parker *parker) {
  * nothing, for any other park; true once it has consumed the unpark. */
 __attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_time deadline,
                                                    const weft__sleep_observer *watcher) {
-    if (deadline != WEFT_FOREVER || !parker->what || !watcher->counting()) return false;
+    if (deadline != WEFT_FOREVER || !weft__wait_record_described(&parker->record) ||
+        !watcher->counting())
+        return false;
     bool goroutine = watcher->in_goroutine();
     int asleep = goroutine ? ASLEEP_GOROUTINE : ASLEEP_OTHER;
     bool listed = false;
@@ -228,15 +238,8 @@ bool weft__parker_stuck(weft__parker *parker) {
            weft__parker_claimed(parker) == WEFT__UNCLAIMED;
 }
 
-int weft__parker_park(weft__parker *parker, weft_time deadline) {
-    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
-    if (hook) hook();
-    /* A partner that is running completes a hand-off within a few hundred
-     * nanoseconds; one that is not needs our core, which the yields give. */
-    for (weft__backoff backoff = {0}; !weft__backoff_done(&backoff);) {
-        if (consume(parker)) return 0;
-        weft__backoff_snooze(&backoff);
-    }
+/* Sleep until unparked (0) or the deadline (WEFT_ETIMEDOUT). */
+static int sleep_until(weft__parker *parker, weft_time deadline) {
     const weft__sleep_observer *watcher = atomic_load_explicit(&observer, memory_order_relaxed);
     if (__builtin_expect(watcher != NULL, 0) && park_counted(parker, deadline, watcher)) return 0;
     struct timespec until = weft__timespec(deadline);
@@ -263,6 +266,50 @@ int weft__parker_park(weft__parker *parker, weft_time deadline) {
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
 out:
     pthread_mutex_unlock(&parker->mutex);
+    return result;
+}
+
+/* After a sleep ended by an unpark: keep the patience that would have
+ * paid (patience.h). A wake-up stamped before this wait began was not
+ * the one that ended it (its unparker's stamp is still to come, or a
+ * spurious wake took the unpark): that sleep teaches nothing. */
+static void learn(weft__parker *parker, const weft__patience *patience) {
+    weft_time now = weft_now();
+    weft_time unparked = atomic_load_explicit(&parker->unparked_at, memory_order_relaxed);
+    if (patience->crowded || unparked < patience->began || unparked > now) return;
+    parker->learned.patience = weft__patience_learn(patience->give_up - patience->began,
+                                                    now - patience->began, now - unparked);
+}
+
+int weft__parker_park(weft__parker *parker, weft_time deadline) {
+    void (*hook)(void) = atomic_load_explicit(&before_park, memory_order_relaxed);
+    if (hook) hook();
+    /* A partner that is running completes a hand-off within a few hundred
+     * nanoseconds; one that is not needs our core, which the yields give.
+     * How long is worth it depends on the host: patience.h. */
+    weft__patience patience;
+    if (parker->awake_begun) {
+        /* The caller waited awake before registering: what remains of its
+         * budget, and at least a brief poll for a partner that found the
+         * waiter just published. */
+        patience = parker->awake;
+        weft__patience_resume(&patience);
+    } else {
+        weft__patience_start(&patience, &parker->learned);
+    }
+    if (deadline != WEFT_FOREVER && deadline < patience.give_up)
+        patience.give_up = deadline; /* a deadline is not overslept awake */
+    int result = 0;
+    do
+        if (consume(parker)) goto awake;
+    while (weft__patience_wait(&patience));
+    result = sleep_until(parker, deadline);
+    if (result == 0) learn(parker, &patience);
+awake:
+    if (parker->awake_begun)
+        parker->awake = patience; /* the caller's weft__parker_wait_done ends it */
+    else
+        weft__patience_end(&parker->learned, &patience);
     return result;
 }
 
@@ -345,6 +392,30 @@ int weft__parker_park_polling(weft__parker *parker, struct pollfd *fds, size_t n
     }
 }
 
+/* ---- Wait records (parker.h, waitrecord.h) ---- */
+
+weft__parker *weft__wait_begin_self(const char *call, const void *object, size_t count,
+                                    size_t length) {
+    weft__parker *parker = weft__parker_self();
+    weft__wait_begin(parker, call, object, count, length);
+    return parker;
+}
+
+/* A parker on the list is never freed, so the walk may read any record;
+ * a recycled parker's is clear (its thread ended no wait in the middle). */
+size_t weft__parker_waits(weft__wait_snapshot *out, size_t room) {
+    size_t found = 0;
+    pthread_mutex_lock(&pool_lock);
+    for (weft__parker *parker = every; parker; parker = parker->every_next) {
+        weft__wait_snapshot snapshot;
+        if (!weft__wait_record_read(&parker->record, &snapshot)) continue;
+        if (found < room) out[found] = snapshot;
+        found++;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return found;
+}
+
 /* ---- Hooks (parker.h) ---- */
 
 void weft__parker_before_park(void (*hook)(void)) {
@@ -371,6 +442,10 @@ static void fork_parent(void) { pthread_mutex_unlock(&pool_lock); }
  * unused. Runs before fork.c's child handler (weft__parker_fork_watch). */
 static void fork_child(void) {
     pthread_mutex_unlock(&pool_lock);
+    /* Threads lost in the fork wait no more, even those whose parkers
+     * stay unused (a dump in the child must not list them). */
+    for (weft__parker *parker = every; parker; parker = parker->every_next)
+        if (parker != current) weft__wait_record_clear(&parker->record);
     for (weft__parker *parker = pool_free; parker; parker = parker->next) renew(parker);
     if (!current) return;
     renew(current);

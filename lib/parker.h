@@ -12,9 +12,10 @@
  * case found ready while registering); if that CAS fails, an unpark is on
  * its way and the owner must park until it arrives.
  *
- * Waiting spins briefly, then yields, then sleeps on the condition
+ * Waiting polls briefly, then yields, then sleeps on the condition
  * variable: most hand-offs on a busy channel complete in well under a
- * microsecond, and a futex round trip costs several.
+ * microsecond, and a futex round trip costs several. How long it stays
+ * awake is learned per thread from what its sleeps cost (patience.h).
  *
  * Parkers are never freed, only recycled, so an unparker that is still
  * signalling the condition variable after the owner has returned (and
@@ -40,7 +41,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "patience.h"
 #include "waiter.h"
+#include "waitrecord.h"
 #include "weft/error.h"
 #include "weft/time.h"
 
@@ -61,14 +64,13 @@ typedef struct weft__parker {
     pthread_cond_t cond;       /* CLOCK_MONOTONIC */
     struct weft__parker *next; /* recycling list, under the pool's lock */
 
-    /* What the owner is blocked on, for the deadlock report (deadlock.h):
-     * written by the owner's blocking call before it parks
-     * (weft__parker_note), read by the report only while the owner
-     * sleeps. A park with what == NULL (a pooled thread waiting for a
-     * task) is never counted as asleep. */
-    const char *what;   /* the blocking call: "weft_chan_recv", "weft_wg_wait", ... */
-    const void *object; /* the channel or sync object; for "weft_select", its cases */
-    size_t cases;       /* "weft_select": the number of cases */
+    /* What the owner is blocked on, for weft_debug_dump and the deadlock
+     * report (waitrecord.h): written by the owner's blocking call before
+     * it parks and cleared after (weft__wait_begin, weft__wait_end), read
+     * by anyone. A park with no described wait (a pooled thread waiting
+     * for a task) is never counted as asleep. */
+    weft__wait_record record;
+    struct weft__parker *every_next; /* every parker ever made; under pool_lock (parker.c) */
     /* Who owns the parker: written when a thread takes it
      * (weft__parker_self, and the fork child handler). */
     pthread_t owner;
@@ -86,6 +88,17 @@ typedef struct weft__parker {
     /* Owner only: an unpark of a poll was consumed since the last drain,
      * so the eventfd may hold a count. Saves a read(2) per wait. */
     bool eventfd_written;
+    /* How long the owner's waits stay awake before sleeping, and whether
+     * they may yield, learned from its waits (patience.h). Owner only. */
+    weft__patience_memory learned;
+    /* The current wait's time awake, when its caller began it before
+     * registering (weft__parker_wait_awake); owner only. */
+    weft__patience awake;
+    bool awake_begun;
+    /* When the last unpark that had to wake a sleeping owner began:
+     * written by that unparker before its signal, read by the owner after
+     * waking, to learn what the sleep cost. */
+    _Atomic weft_time unparked_at;
 } weft__parker;
 
 /* The calling thread's parker, allocated on first use; NULL if that
@@ -117,13 +130,59 @@ static inline int weft__parker_claimed(weft__parker *parker) {
     return atomic_load_explicit(&parker->claim, memory_order_acquire);
 }
 
-/* Owner, before parking: describe the wait for the deadlock report (what:
- * the blocking call's name, a string literal; object: what it waits on).
- * Two plain stores; NULL what marks a wait that is never reported. */
-static inline void weft__parker_note(weft__parker *parker, const char *what, const void *object) {
-    parker->what = what;
-    parker->object = object;
+/* Owner, before publishing any waiter: wait awake for the operation to
+ * become possible without registering, so that a partner that is running
+ * keeps its fast path (a registered waiter sends it through the lock).
+ * Each call is one poll or yield; the first (first true) begins the
+ * wait. Returns false when the thread's patience is spent: register and
+ * park, and the park then polls only briefly before it sleeps. The
+ * caller calls weft__parker_wait_done when the operation has finished,
+ * parked or not. */
+static inline bool weft__parker_wait_awake(weft__parker *parker, bool first) {
+    if (first) {
+        weft__patience_start(&parker->awake, &parker->learned);
+        parker->awake_begun = true;
+        return true;
+    }
+    return weft__patience_wait(&parker->awake);
 }
+
+/* Owner: the wait begun by weft__parker_wait_awake is over. What a crowded
+ * core taught it is kept however the wait ended: a waiter that yields to
+ * a partner on its own core runs only when that partner stops, while a
+ * sleeper is woken onto an idle core. */
+static inline void weft__parker_wait_done(weft__parker *parker) {
+    if (parker->awake_begun) weft__patience_end(&parker->learned, &parker->awake);
+    parker->awake_begun = false;
+}
+
+/* Owner (parker may be NULL: then nothing), on a blocking call's slow
+ * path before it parks: describe the wait for weft_debug_dump and the
+ * deadlock report (call: the blocking call's name, a string literal;
+ * object: what it waits on; count and length: the numbers shown beside
+ * it, see waitrecord.h). Calls nest; the outermost one's description
+ * stands. Every begin must be matched by weft__wait_end once the wait is
+ * over, on every path. */
+static inline void weft__wait_begin(weft__parker *parker, const char *call, const void *object,
+                                    size_t count, size_t length) {
+    if (parker)
+        weft__wait_record_begin(&parker->record, call, object, count, length, parker->thread_id);
+}
+
+static inline void weft__wait_end(weft__parker *parker) {
+    if (parker) weft__wait_record_end(&parker->record);
+}
+
+/* weft__wait_begin on the calling thread's parker, which it returns (NULL
+ * when the thread has none and none can be made: nothing is recorded). */
+weft__parker *weft__wait_begin_self(const char *call, const void *object, size_t count,
+                                    size_t length);
+
+/* For weft_debug_dump: copy the record of every parker whose owner is in
+ * a described wait into out[0..room), and return how many there were
+ * (more than room: call again with more room). Takes the parkers' list
+ * lock; allocates nothing. */
+size_t weft__parker_waits(weft__wait_snapshot *out, size_t room);
 
 /* Claimer: wake the owner. Everything the claimer wrote before this call
  * is visible to the owner when weft__parker_park returns 0. */
@@ -132,7 +191,7 @@ void weft__parker_unpark(weft__parker *parker);
 /* Owner: wait for an unpark, or until deadline. Returns 0 when unparked
  * (consuming it), WEFT_ETIMEDOUT when weft_now() >= deadline first. With
  * a sleep observer installed and counting, a described wait
- * (weft__parker_note) with no deadline is counted as asleep while it
+ * (weft__wait_begin) with no deadline is counted as asleep while it
  * sleeps (deadlock.h). */
 int weft__parker_park(weft__parker *parker, weft_time deadline);
 

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "backoff.h"
 #include "chan_internal.h"
 #include "engine.h"
 #include "fd_source.h"
@@ -145,6 +144,7 @@ __attribute__((noinline)) static int select_cases(weft_case *cases, size_t n, we
     }
 
     int chosen;
+    weft__parker *self = NULL; /* set when it waits awake (below) */
     bool may_block = deadline > 0 && (deadline == WEFT_FOREVER || weft_now() < deadline);
     if (!may_block) {
         /* One case: a failed attempt is itself a moment of "not ready". */
@@ -155,18 +155,20 @@ __attribute__((noinline)) static int select_cases(weft_case *cases, size_t n, we
     chosen = try_all(cases, n, order, NULL);
     if (chosen >= 0) goto out;
     memset(versions, 0, n * sizeof *versions); /* poll_all: first look tries every case */
-    /* Spin only if a ring might fill or drain soon. An unbuffered partner
-     * can only find us once we are registered, so a select over unbuffered
-     * channels alone registers at once (and its parker spins instead). */
+    /* Wait awake unregistered only if a ring might fill or drain soon. An
+     * unbuffered partner can only find us once we are registered, so a
+     * select over unbuffered channels alone registers at once (and its
+     * parker waits awake instead). */
     bool any_ring = false;
     for (size_t i = 0; i < n; i++) any_ring |= cases[i].ch && weft_chan_cap(cases[i].ch) > 0;
-    for (weft__backoff backoff = {0}; any_ring && !weft__backoff_done(&backoff);) {
-        weft__backoff_snooze(&backoff);
+    if (any_ring) self = weft__parker_self();
+    for (bool first = true; self && weft__parker_wait_awake(self, first); first = false) {
         chosen = poll_all(cases, n, order, versions);
         if (chosen >= 0) goto out;
     }
     chosen = weft__engine_wait(cases, n, order, deadline, kinds, "weft_select", cases);
 out:
+    if (self) weft__parker_wait_done(self);
     if (scratch) weft__free(scratch);
     return chosen;
 }

@@ -163,7 +163,7 @@ static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *par
 }
 
 /* Owner: park until the queued waiter's wait ends (what and object
- * describe it for the deadlock report: weft__parker_note). Returns 0 when the
+ * describe it for the dump and the deadlock report: weft__wait_begin). Returns 0 when the
  * primitive completed it (the claimer unlinked the waiter and wrote
  * waiter->result); otherwise the wait was abandoned and the waiter may
  * still be queued, so the caller must withdraw it under the lock and
@@ -176,7 +176,7 @@ static inline void weft__sync_waiter_arm(weft__waiter *waiter, weft__parker *par
 static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline, weft_ctx *ctx,
                                   const char *what, const void *object) {
     weft__parker *parker = waiter->parker;
-    weft__parker_note(parker, what, object);
+    weft__wait_begin(parker, what, object, 0, 0);
     weft_chan *done = weft_ctx_done(ctx);
     weft__waiter done_waiter = {.parker = parker, .token = WEFT__CTX_TOKEN};
     bool must_park = true;
@@ -192,6 +192,7 @@ static inline int weft__sync_park(weft__waiter *waiter, weft_time deadline, weft
             weft__parker_park(parker, WEFT_FOREVER);
     }
     if (done) weft__chan_unregister(done, WEFT_RECV, &done_waiter);
+    weft__wait_end(parker);
     int claimer = weft__parker_claimed(parker);
     if (claimer == waiter->token) return 0;
     if (claimer == WEFT__CTX_TOKEN) return weft_ctx_err(ctx);

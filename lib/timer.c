@@ -13,8 +13,9 @@
  *
  * What the lock protects
  *   `lock` guards the heap (array, count, capacity), the `when` and
- *   `index` of every pending timer, `running`, `stoppers`, `sleeping_until`
- *   and the thread's start-up state. A timer's `fire` is written by its
+ *   `index` of every pending timer, every timer's `reserved` flag and
+ *   their count `reserved`, `running`, `stoppers`, `sleeping_until` and
+ *   the thread's start-up state. A timer's `fire` is written by its
  *   owner before it is first started and only read afterwards.
  *
  * Waking the thread
@@ -55,6 +56,14 @@
  *   free slot in the array for it (they grow it one timer earlier), so a
  *   ticker's self-restart never meets WEFT_ENOMEM.
  *
+ * Reserved timers never fail to start
+ *   `reserved` counts the reserved timers that are not pending, and the
+ *   array always has room for them besides the pending timers: capacity >=
+ *   count + reserved, plus the running fire's slot above. A reserved
+ *   timer's start moves it from `reserved` to `count` (the sum stays), so
+ *   it needs no room; leaving the heap (fire, stop, cancel) moves it back.
+ *   Every other start, and a new reservation, grows the array for the sum.
+ *
  * Not fork-safe: a child of fork inherits the heap and the flag that says
  * the thread runs, but not the thread. */
 #include <errno.h>
@@ -88,6 +97,7 @@ static bool thread_started;                     /* the timer thread exists; unde
 static weft_time sleeping_until = WEFT_FOREVER; /* what the thread sleeps for; under lock */
 static weft__timer *running; /* timer whose fire is being called, or NULL; under lock */
 static long stoppers;        /* threads waiting for running's fire to return; under lock */
+static size_t reserved;      /* reserved timers not pending: slots kept free; under lock */
 static bool orphaned; /* a forked child's timers have no thread (revive is hooked); under lock */
 
 static _Thread_local bool on_timer_thread; /* set once, by the timer thread itself */
@@ -127,6 +137,7 @@ static void sift_down(size_t slot) {
 static void heap_remove(weft__timer *timer) {
     size_t slot = timer->index - 1;
     timer->index = 0;
+    if (timer->reserved) reserved++; /* its slot stays kept */
     count--;
     if (slot == count) return;
     place(slot, heap[count]);
@@ -240,9 +251,15 @@ int weft__timer_start(weft__timer *timer, weft_time when) {
     pthread_mutex_lock(&lock);
     if (timer->index != 0) weft__panic("weft__timer_start: timer already pending");
     int error = thread_started ? 0 : start_thread();
-    if (error == 0) {
+    if (timer->reserved) {
+        /* Its slot is kept. Without a thread (a forked child) it waits
+         * for one, as the child's other pending timers do. */
+        if (error != 0) set_orphaned(true);
+        error = 0;
+        reserved--;
+    } else if (error == 0) {
         /* Keep a slot for the running fire's own timer (see the top). */
-        size_t needed = count + 1;
+        size_t needed = count + reserved + 1;
         /* running may have freed itself (after.c): compare, never read it. */
         if (running && running != timer) needed++;
         error = heap_reserve(needed);
@@ -282,6 +299,34 @@ bool weft__timer_cancel(weft__timer *timer) {
     if (was_pending) heap_remove(timer);
     pthread_mutex_unlock(&lock);
     return was_pending;
+}
+
+int weft__timer_reserve(weft__timer *timer) {
+    pthread_mutex_lock(&lock);
+    if (timer->index != 0 || timer->reserved)
+        weft__panic("weft__timer_reserve: timer pending or reserved");
+    int error = thread_started ? 0 : start_thread();
+    if (error == 0) {
+        size_t needed = count + reserved + 1;
+        if (running) needed++; /* the running fire's slot (see the top) */
+        error = heap_reserve(needed);
+    }
+    if (error == 0) {
+        timer->reserved = true;
+        reserved++;
+    }
+    pthread_mutex_unlock(&lock);
+    return error;
+}
+
+void weft__timer_unreserve(weft__timer *timer) {
+    pthread_mutex_lock(&lock);
+    if (timer->index != 0) weft__panic("weft__timer_unreserve: timer pending");
+    if (timer->reserved) {
+        timer->reserved = false;
+        reserved--;
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 size_t weft__timer_pending(void) {

@@ -28,6 +28,7 @@
 #include "../bench/ctx_cases.h"
 #include "../bench/options.h"
 #include "../bench/peers.h"
+#include "../bench/report.h"
 #include "../bench/workloads.h"
 #include "testutil.h"
 
@@ -78,6 +79,7 @@ START_TEST(test_defaults) {
     ck_assert_int_eq(options.format, FORMAT_TABLE);
     ck_assert_int_eq(options.messages, 0);
     ck_assert_ptr_null(options.svg_path);
+    ck_assert_ptr_null(options.latency_svg_path);
     ck_assert(!options.list && !options.help && !options.quiet);
     ck_assert_uint_eq(options.capacity_count, 3);
     ck_assert_int_eq(options.capacities[0], 0);
@@ -95,9 +97,10 @@ typedef struct spelled {
 } spelled;
 
 static const spelled valued[] = {
-    {"--workload", "-w", "spsc"}, {"--cap", "-c", "0,N"},   {"--messages", "-m", "2k"},
-    {"--threads", "-t", "2"},     {"--repeat", "-r", "5"},  {"--peers", "-p", "weft"},
-    {"--format", "-f", "json"},   {"--svg", "-s", "x.svg"}, {"--timeout", NULL, "7"},
+    {"--workload", "-w", "spsc"},     {"--cap", "-c", "0,N"},   {"--messages", "-m", "2k"},
+    {"--threads", "-t", "2"},         {"--repeat", "-r", "5"},  {"--peers", "-p", "weft"},
+    {"--format", "-f", "json"},       {"--svg", "-s", "x.svg"}, {"--timeout", NULL, "7"},
+    {"--latency-svg", NULL, "l.svg"},
 };
 
 static void assert_set(const bench_options *options, const char *long_name) {
@@ -124,6 +127,8 @@ static void assert_set(const bench_options *options, const char *long_name) {
         ck_assert_str_eq(options->svg_path, "x.svg");
     } else if (strcmp(long_name, "--timeout") == 0) {
         ck_assert_int_eq(options->timeout_seconds, 7);
+    } else if (strcmp(long_name, "--latency-svg") == 0) {
+        ck_assert_str_eq(options->latency_svg_path, "l.svg");
     } else {
         ck_abort_msg("no check for %s", long_name);
     }
@@ -176,8 +181,9 @@ START_TEST(test_workload_groups) {
     bench_options options;
     ck_assert_int_eq(parse(&options, "-w", "grid", NULL), 0);
     for (size_t i = 0; i < workload_count; i++)
-        ck_assert_msg(options.workload_selected[i] == workload_in_grid(&workloads[i]), "%s",
-                      workloads[i].name);
+        ck_assert_msg(options.workload_selected[i] ==
+                          (workload_in_grid(&workloads[i]) && !workloads[i].latency),
+                      "%s", workloads[i].name);
     ck_assert_uint_eq(count_selected(options.workload_selected, workload_count), 6);
     ck_assert_uint_eq(count_selected(options.ctx_case_selected, ctx_case_count), 0);
 
@@ -190,6 +196,14 @@ START_TEST(test_workload_groups) {
                       sizeof go / sizeof go[0]);
     for (size_t i = 0; i < sizeof go / sizeof go[0]; i++)
         ck_assert_msg(options.workload_selected[workload_index(go[i])], "%s", go[i]);
+
+    ck_assert_int_eq(parse(&options, "-w", "latency", NULL), 0);
+    ck_assert_uint_eq(count_selected(options.workload_selected, workload_count), 2);
+    ck_assert(options.workload_selected[workload_index("latency_light")]);
+    ck_assert(options.workload_selected[workload_index("latency_full")]);
+    ck_assert_uint_eq(count_selected(options.ctx_case_selected, ctx_case_count), 0);
+    for (size_t i = 0; i < workload_count; i++) /* latency runs at every --cap */
+        ck_assert(!workloads[i].latency || workload_in_grid(&workloads[i]));
 
     ck_assert_int_eq(parse(&options, "-w", "chan", NULL), 0);
     ck_assert_uint_eq(count_selected(options.workload_selected, workload_count), workload_count);
@@ -228,11 +242,12 @@ END_TEST
 /* Arguments the parser must refuse (status 2). */
 static const char *const refused[][3] = {
     {"--bogus"},         {"-x"},           {"extra"},       {"-w"}, /* missing value */
-    {"--cap"},           {"-w", "nosuch"}, {"-w", "spsc,"}, {"-w", ""},    {"-c", "x"},
-    {"-c", "1.5"},       {"-c", "-1"},     {"-c", "0,,1"},  {"-m", "0"},   {"-m", "abc"},
-    {"-m", "-5"},        {"-m", "10x"},    {"-m", " 5"},    {"-t", "0"},   {"-t", "2000"},
-    {"-r", "0"},         {"-r", "many"},   {"-p", "go"},    {"-f", "xml"}, {"-s", ""},
-    {"--timeout", "-1"}, {"--quiet=yes"},  {"--help=1"},
+    {"--cap"},           {"-w", "nosuch"}, {"-w", "spsc,"}, {"-w", ""},
+    {"-c", "x"},         {"-c", "1.5"},    {"-c", "-1"},    {"-c", "0,,1"},
+    {"-m", "0"},         {"-m", "abc"},    {"-m", "-5"},    {"-m", "10x"},
+    {"-m", " 5"},        {"-t", "0"},      {"-t", "2000"},  {"-r", "0"},
+    {"-r", "many"},      {"-p", "go"},     {"-f", "xml"},   {"-s", ""},
+    {"--timeout", "-1"}, {"--quiet=yes"},  {"--help=1"},    {"--latency-svg", ""},
 };
 
 START_TEST(test_each_error_is_refused) {
@@ -346,6 +361,11 @@ START_TEST(test_unwritable_svg_is_refused_before_the_run) {
         ck_assert_msg(strstr(result.err, "[1/") == NULL, "it ran first: %s", result.err);
         free_run(&result);
     }
+    run_result result = run_bench("-w", "latency_light", "-c", "1", "-m", "100", "-r", "1",
+                                  "--latency-svg", paths[0], NULL);
+    assert_usage_error(&result, "--latency-svg");
+    ck_assert_ptr_nonnull(strstr(result.err, "--latency-svg"));
+    free_run(&result);
 }
 END_TEST
 
@@ -364,10 +384,10 @@ START_TEST(test_help_names_every_option) {
     ck_assert_int_eq(result.status, 0);
     ck_assert_str_eq(result.err, "");
     ck_assert(strncmp(result.out, "usage: weft-bench", 17) == 0);
-    static const char *const names[] = {"-w, --workload", "-c, --cap",    "-m, --messages",
-                                        "-t, --threads",  "-r, --repeat", "-p, --peers",
-                                        "-f, --format",   "-s, --svg",    "--timeout",
-                                        "-q, --quiet",    "-l, --list",   "-h, --help"};
+    static const char *const names[] = {
+        "-w, --workload", "-c, --cap",    "-m, --messages", "-t, --threads", "-r, --repeat",
+        "-p, --peers",    "-f, --format", "-s, --svg",      "--latency-svg", "--timeout",
+        "-q, --quiet",    "-l, --list",   "-h, --help"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         ck_assert_msg(strstr(result.out, names[i]) != NULL, "--help lacks %s", names[i]);
     free_run(&result);
@@ -405,6 +425,7 @@ START_TEST(test_list_names_workloads_peers_and_context_cases) {
     ck_assert_uint_eq(references, go_workloads);
     ck_assert_uint_ge(go_workloads, 11);
     ck_assert_ptr_nonnull(strstr(result.out, "groups: grid"));
+    ck_assert_ptr_nonnull(strstr(result.out, "latency (latency_light and latency_full"));
     free_run(&result);
     result = run_bench("-l", NULL);
     ck_assert_int_eq(result.status, 0);
@@ -807,6 +828,185 @@ START_TEST(test_svg_chart_is_a_standalone_svg_file) {
 }
 END_TEST
 
+/* ---- latency ---------------------------------------------------------------- */
+
+static void shuffle(long *values, size_t count, uint64_t seed) {
+    for (size_t i = count - 1; i > 0; i--) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        size_t j = (size_t)(seed % (i + 1));
+        long kept = values[i];
+        values[i] = values[j];
+        values[j] = kept;
+    }
+}
+
+START_TEST(test_latency_points_are_nearest_rank_quantiles) {
+    static long samples[10000];
+    for (size_t i = 0; i < 10000; i++) samples[i] = (long)i + 1;
+    shuffle(samples, 10000, 42);
+    double points[LATENCY_POINTS];
+    report_latency_points(samples, 10000, points);
+    ck_assert_double_eq(points[LATENCY_MIN], 1);
+    ck_assert_double_eq(points[LATENCY_P50], 5000);
+    ck_assert_double_eq(points[LATENCY_P99], 9900);
+    ck_assert_double_eq(points[LATENCY_P999], 9990);
+    ck_assert_double_eq(points[9], 9999); /* 99.99%: not the slowest */
+    ck_assert_double_eq(points[LATENCY_MAX], 10000);
+    for (size_t i = 1; i < LATENCY_POINTS; i++) ck_assert(points[i - 1] <= points[i]);
+    long one = 7;
+    report_latency_points(&one, 1, points);
+    for (size_t i = 0; i < LATENCY_POINTS; i++) ck_assert_double_eq(points[i], 7);
+}
+END_TEST
+
+/* The figures of one latency row, in microseconds. */
+typedef struct latency_figures {
+    long samples;
+    int runs;
+    double min, p50, p50_low, p50_high, p99, p99_low, p99_high, p999, max;
+} latency_figures;
+
+/* Every figure positive (the sample array starts as -1s: a slot not
+ * written would be the min) and in order. */
+static void assert_ordered(const latency_figures *row, const char *what) {
+    ck_assert_msg(row->min > 0, "%s: min %g", what, row->min);
+    ck_assert_msg(row->min <= row->p50 && row->p50 <= row->p99 && row->p99 <= row->p999 &&
+                      row->p999 <= row->max,
+                  "%s: %g %g %g %g %g out of order", what, row->min, row->p50, row->p99, row->p999,
+                  row->max);
+    ck_assert_msg(row->p50_low <= row->p50 && row->p50 <= row->p50_high, "%s: p50 spread", what);
+    ck_assert_msg(row->p99_low <= row->p99 && row->p99 <= row->p99_high, "%s: p99 spread", what);
+}
+
+START_TEST(test_latency_table_has_ordered_percentiles_for_every_case) {
+    run_result result =
+        run_bench("-w", "latency", "-c", "0,1,N", "-m", "300", "-t", "2", "-r", "2", "-q", NULL);
+    ck_assert_msg(result.status == 0, "exit %d: %s", result.status, result.err);
+    ck_assert_msg(strncmp(result.out, "weft-bench latency", 18) == 0, "%s", result.out);
+    ck_assert_ptr_null(strstr(result.out, "M msg/s")); /* no throughput section */
+    ck_assert_ptr_nonnull(strstr(result.out, "\nmachine: "));
+    const char *header = strstr(result.out, "\nworkload ");
+    ck_assert_ptr_nonnull(header);
+    size_t rows = 0, with_ratio = 0;
+    for (const char *line = strchr(header + 1, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        char workload[32], capacity[8], peer[16], p50_spread[40], p99_spread[40];
+        latency_figures row = {0};
+        if (*line != '\n' && sscanf(line, "%31s %7s %ld %15s %lf %lf %39s %lf %39s %lf %lf",
+                                    workload, capacity, &row.samples, peer, &row.min, &row.p50,
+                                    p50_spread, &row.p99, p99_spread, &row.p999, &row.max) == 11) {
+            ck_assert(sscanf(p50_spread, "(%lf-%lf)", &row.p50_low, &row.p50_high) == 2);
+            ck_assert(sscanf(p99_spread, "(%lf-%lf)", &row.p99_low, &row.p99_high) == 2);
+            ck_assert_msg(strcmp(workload, "latency_light") == 0 ||
+                              strcmp(workload, "latency_full") == 0,
+                          "%s", line);
+            ck_assert_int_eq(row.samples, 300); /* every message is a sample */
+            assert_ordered(&row, line);
+            const char *end = strchr(line, '\n');
+            if (strcmp(peer, "weft") == 0 && end[-1] == 'x') with_ratio++;
+            rows++;
+        }
+        if (strchr(line, '\n') == NULL) break;
+    }
+    ck_assert_msg(rows == 12, "%zu rows: %s", rows, result.out); /* 2 x 3 capacities x 2 peers */
+    ck_assert_uint_eq(with_ratio, 6);
+    free_run(&result);
+}
+END_TEST
+
+START_TEST(test_latency_csv_block_between_channel_and_context_blocks) {
+    run_result result = run_bench("-f", "csv", "-m", "200", "-r", "2", "-t", "3", "-w",
+                                  "spsc,latency_full,recv_ctx", "-c", "1", "-q", NULL);
+    ck_assert_msg(result.status == 0, "exit %d: %s", result.status, result.err);
+    const char *rest;
+    ck_assert_uint_eq(check_csv_block(result.out, 18, &rest), 2); /* spsc only */
+    ck_assert_msg(
+        strncmp(rest, "workload,capacity,capacity_is_messages,capacity_label,samples,", 62) == 0,
+        "%s", rest);
+    const char *block = rest;
+    ck_assert_uint_eq(check_csv_block(block, 20, &rest), 2);
+    ck_assert(strncmp(rest, "case,measure,", 13) == 0);
+    static const char *const names[] = {"min_us",
+                                        "p50_us",
+                                        "p99_us",
+                                        "p999_us",
+                                        "max_us",
+                                        "p50_ratio_to_baseline",
+                                        "p99_ratio_to_baseline"};
+    const char *header_end = strchr(block, '\n');
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *at = strstr(block, names[i]);
+        ck_assert_msg(at != NULL && at < header_end, "the header lacks %s", names[i]);
+    }
+    char field[64];
+    for (const char *row = header_end + 1; *row != '\n'; row = strchr(row, '\n') + 1) {
+        ck_assert_str_eq(csv_field(row, 0, field, sizeof field), "latency_full");
+        ck_assert_str_eq(csv_field(row, 4, field, sizeof field), "198"); /* 3 x 66 */
+        ck_assert_str_eq(csv_field(row, 5, field, sizeof field), "3");
+        ck_assert_str_eq(csv_field(row, 7, field, sizeof field), "2");
+        latency_figures figures;
+        double *targets[] = {&figures.min,      &figures.p50,  &figures.p50_low,
+                             &figures.p50_high, &figures.p99,  &figures.p99_low,
+                             &figures.p99_high, &figures.p999, &figures.max};
+        for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+            *targets[i] = strtod(csv_field(row, 8 + i, field, sizeof field), NULL);
+        assert_ordered(&figures, row);
+        bool weft = strcmp(csv_field(row, 6, field, sizeof field), "weft") == 0;
+        ck_assert_str_eq(csv_field(row, 17, field, sizeof field), "condvar");
+        ck_assert(weft == (strtod(csv_field(row, 18, field, sizeof field), NULL) > 0));
+        ck_assert(weft == (strtod(csv_field(row, 19, field, sizeof field), NULL) > 0));
+    }
+    free_run(&result);
+}
+END_TEST
+
+START_TEST(test_latency_json_has_a_row_per_peer_and_the_machine) {
+    run_result result = run_bench("-f", "json", "-m", "200", "-r", "3", "-w", "spsc,latency_light",
+                                  "-c", "0,N", "-q", NULL);
+    ck_assert_msg(result.status == 0, "exit %d: %s", result.status, result.err);
+    assert_json(result.out);
+    ck_assert_ptr_nonnull(strstr(result.out, "\"cpu_model\": \""));
+    ck_assert_ptr_nonnull(strstr(result.out, "\"round_trip_ns\": "));
+    ck_assert_ptr_nonnull(strstr(result.out, "\"latency_quantiles\": [0.000000, 0.250000"));
+    const char *latency = strstr(result.out, "\"latency_results\": [");
+    ck_assert_ptr_nonnull(latency);
+    ck_assert_uint_eq(occurrences(result.out, "\"workload\": \"spsc\""), 4);
+    ck_assert_uint_eq(occurrences(latency, "\"workload\": \"latency_light\""), 4);
+    ck_assert_uint_eq(occurrences(latency, "\"samples\": 200"), 4);
+    ck_assert_uint_eq(occurrences(latency, "\"p99_us\": {\"median\": "), 4);
+    ck_assert_uint_eq(occurrences(latency, "\"p50_ratio_to_baseline\": null"), 2); /* condvar */
+    free_run(&result);
+}
+END_TEST
+
+START_TEST(test_latency_svg_has_a_panel_per_case_and_a_curve_per_run) {
+    char directory[] = "/tmp/weft-test-bench-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(directory));
+    char path[sizeof directory + 16];
+    snprintf(path, sizeof path, "%s/latency.svg", directory);
+    run_result result = run_bench("-m", "200", "-r", "2", "-w", "latency", "-c", "0,1,N", "-q",
+                                  "--latency-svg", path, NULL);
+    ck_assert_msg(result.status == 0, "exit %d: %s", result.status, result.err);
+    FILE *file = fopen(path, "r");
+    ck_assert_msg(file != NULL, "no %s", path);
+    char *svg = slurp(file);
+    const char *problem = svg_problem(svg);
+    ck_assert_msg(problem == NULL, "not well-formed: %s", problem);
+    ck_assert_ptr_nonnull(strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    ck_assert_ptr_nonnull(strstr(svg, "latency by percentile"));
+    ck_assert_ptr_nonnull(strstr(svg, "-w latency")); /* the command */
+    ck_assert_uint_eq(occurrences(svg, "font-weight=\"bold\">latency_light <tspan"), 3);
+    ck_assert_uint_eq(occurrences(svg, "font-weight=\"bold\">latency_full <tspan"), 3);
+    /* 6 cases x 2 peers: a median curve and 2 runs each, a dot per quantile */
+    ck_assert_uint_eq(occurrences(svg, "<polyline "), 6 * 2 * 3);
+    ck_assert_uint_eq(occurrences(svg, "stroke-width=\"2\""), 6 * 2);
+    ck_assert_uint_eq(occurrences(svg, "<circle "), 6 * 2 * LATENCY_POINTS);
+    free(svg);
+    free_run(&result);
+    remove(path);
+    rmdir(directory);
+}
+END_TEST
+
 /* ---- every workload once -------------------------------------------------------- */
 
 START_TEST(test_every_workload_runs_and_checks_itself) {
@@ -885,6 +1085,13 @@ static Suite *bench_suite(void) {
     tcase_add_test(tc, test_json_is_valid_with_a_result_per_row);
     tcase_add_test(tc, test_svg_checker_refuses_broken_svg);
     tcase_add_test(tc, test_svg_chart_is_a_standalone_svg_file);
+
+    tc = new_case(suite, "latency");
+    tcase_add_test(tc, test_latency_points_are_nearest_rank_quantiles);
+    tcase_add_test(tc, test_latency_table_has_ordered_percentiles_for_every_case);
+    tcase_add_test(tc, test_latency_csv_block_between_channel_and_context_blocks);
+    tcase_add_test(tc, test_latency_json_has_a_row_per_peer_and_the_machine);
+    tcase_add_test(tc, test_latency_svg_has_a_panel_per_case_and_a_curve_per_run);
 
     tc = new_case(suite, "workloads");
     tcase_add_test(tc, test_every_workload_runs_and_checks_itself);

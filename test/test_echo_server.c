@@ -72,20 +72,8 @@ typedef struct {
 /* Read the server's stdout into server->text until a newline has come
  * (until_eof false) or the pipe is closed; fail after WAIT_SECONDS. */
 static void read_output(server_process *server, bool until_eof) {
-    weft_time give_up = weft_now() + WEFT_SEC(WAIT_SECONDS);
-    while (until_eof || !strchr(server->text, '\n')) {
-        ck_assert_msg(weft_now() < give_up, "the server printed only \"%s\"", server->text);
-        struct pollfd ready = {server->output, POLLIN, 0};
-        if (poll(&ready, 1, 100) <= 0) continue;
-        ck_assert_msg(server->length < sizeof server->text - 1, "the server printed too much");
-        ssize_t got = read(server->output, server->text + server->length,
-                           sizeof server->text - 1 - server->length);
-        if (got < 0 && errno == EINTR) continue;
-        ck_assert_msg(got >= 0, "read: %s", strerror(errno));
-        if (got == 0) break;
-        server->length += (size_t)got;
-        server->text[server->length] = '\0';
-    }
+    read_child_output(server->output, server->text, sizeof server->text, &server->length, until_eof,
+                      WAIT_SECONDS);
 }
 
 /* Start the server on port 0 with options (NULL-terminated), under
@@ -109,27 +97,8 @@ static void start_server(server_process *server, const char *const *options, boo
     argv[argc++] = "0";
     argv[argc] = NULL;
 
-    int pipe_fds[2];
-    ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
-    if (child == 0) {
-        /* A failed test exits without stopping the server: let that kill it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(126);
-        dup2(pipe_fds[1], STDOUT_FILENO); /* the duplicate does not close on exec */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pipe_fds[1]);
-    *server = (server_process){.pid = child, .output = pipe_fds[0]};
+    *server = (server_process){0};
+    server->pid = spawn_with_output(argv, &server->output);
     read_output(server, false);
     ck_assert_msg(sscanf(server->text, "listening on 127.0.0.1:%d\n", &server->port) == 1,
                   "the server printed \"%s\"", server->text);

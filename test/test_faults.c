@@ -764,6 +764,98 @@ START_TEST(ticker_new_fails_cleanly_at_every_allocation) {
 }
 END_TEST
 
+/* weft_timer_new (make == NULL) and weft_after_func, with the timer heap
+ * full: the chan, the timer and the heap slot each fail cleanly. */
+static void inject_timer_make(const char *call, bool after_func) {
+    warm_parker();
+    fillers *made = calloc(1, sizeof *made);
+    ck_assert_ptr_nonnull(made);
+    fill_timer_heap(made);
+    size_t pending = weft__timer_pending();
+    atomic_int runs = 0;
+    long k;
+    for (k = 1; k <= MAX_POINTS; k++) {
+        arm(k);
+        errno = 0;
+        weft_timer *timer =
+            after_func ? weft_after_func(WEFT_MS(5), count_run, &runs) : weft_timer_new(WEFT_MS(5));
+        int error = errno;
+        long attempts = disarm();
+        if (attempts < k) {
+            ck_assert_ptr_nonnull(timer);
+            ck_assert_uint_eq(weft__timer_pending(), pending + 1);
+            if (after_func) {
+                ck_assert(int_becomes(&runs, 1));
+            } else {
+                weft_time when = 0;
+                ck_assert_int_eq(weft_chan_recv_until(weft_timer_chan(timer), &when,
+                                                      weft_deadline(WEFT_MS(WAIT_MS))),
+                                 0);
+            }
+            weft_timer_free(timer);
+            break;
+        }
+        ck_assert_ptr_null(timer);
+        ck_assert_int_eq(error, ENOMEM);
+        ck_assert_uint_eq(weft__timer_pending(), pending);
+        after_failure(call, k);
+    }
+    ck_assert_int_ge(report_points(call, k, NULL), after_func ? 2 : 3);
+    ck_assert_uint_eq(weft__timer_pending(), pending);
+    quiesce();
+    ck_assert_int_eq(atomic_load(&runs), after_func ? 1 : 0);
+    release_fillers(made);
+    free(made);
+}
+
+START_TEST(timer_new_fails_cleanly_at_every_allocation) {
+    inject_timer_make("weft_timer_new (timer heap full)", false);
+}
+END_TEST
+
+START_TEST(after_func_timer_fails_cleanly_at_every_allocation) {
+    inject_timer_make("weft_after_func (timer heap full)", true);
+}
+END_TEST
+
+/* A timer made, then the heap filled around it: its resets and stops,
+ * a drain of a value included, allocate nothing. */
+START_TEST(timer_stop_and_reset_allocate_nothing_with_the_heap_full) {
+    warm_parker();
+    atomic_int runs = 0;
+    weft_timer *timer = weft_timer_new(HOUR);
+    weft_timer *func = weft_after_func(HOUR, count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert_ptr_nonnull(func);
+    ck_assert(weft_timer_stop(timer));
+    ck_assert(weft_timer_stop(func));
+    fillers *made = calloc(1, sizeof *made);
+    ck_assert_ptr_nonnull(made);
+    fill_timer_heap(made);
+    arm(1);
+    bool reset_stopped = weft_timer_reset(timer, HOUR); /* not active: false */
+    bool reset_pending = weft_timer_reset(timer, HOUR); /* pending: true */
+    bool stopped = weft_timer_stop(timer);              /* pending: true */
+    bool func_reset = weft_timer_reset(func, HOUR);     /* not active: false */
+    bool func_stopped = weft_timer_stop(func);          /* pending: true */
+    ck_assert_int_eq(disarm(), 0);
+    ck_assert(!reset_stopped && reset_pending && stopped && !func_reset && func_stopped);
+    /* A value waiting in the channel, taken back by a reset. */
+    weft_timer_reset(timer, 0);
+    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
+    while (weft_chan_len(weft_timer_chan(timer)) == 0 && weft_now() < give_up) sleep_ms(1);
+    arm(1);
+    bool drained = weft_timer_reset(timer, HOUR);
+    ck_assert_int_eq(disarm(), 0);
+    ck_assert(drained);
+    weft_timer_free(timer);
+    weft_timer_free(func);
+    ck_assert_int_eq(atomic_load(&runs), 0);
+    release_fillers(made);
+    free(made);
+}
+END_TEST
+
 /* ---- groups ---------------------------------------------------------------- */
 
 static int task_counts(weft_ctx *ctx, void *arg) {
@@ -1094,6 +1186,78 @@ static void assert_blockers_clean(blockers *on) {
     ck_assert_int_eq(weft_sem_try_acquire(&on->sem, 1), 0);
 }
 
+/* ---- the goroutine dump ------------------------------------------------- */
+
+/* More blocked threads than weft_debug_dump keeps on its stack, so that
+ * it allocates; with memory gone it still writes a whole, parseable dump,
+ * of as many threads as its stack holds, and says it is truncated. */
+enum { DUMPED_THREADS = 40, DUMP_STACK_ROOM = 32 /* dump.c's STACK_ROOM */ };
+static weft_chan *dumped_channel;
+
+static void *block_for_dump(void *unused) {
+    (void)unused;
+    int value;
+    weft_chan_recv(dumped_channel, &value);
+    return NULL;
+}
+
+/* Dump into memory; the number of thread lines and whether it says it
+ * was truncated. */
+static int dump_threads(int *truncated) {
+    static char text[64 * 1024];
+    int fd = memfd_create("dump", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    weft_debug_dump(fd);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    ssize_t got = read(fd, text, sizeof text - 1);
+    close(fd);
+    ck_assert_int_gt(got, 0);
+    text[got] = '\0';
+    ck_assert_msg(strncmp(text, "weft: dump-begin ", 17) == 0, "no dump-begin: %s", text);
+    const char *end = strstr(text, "weft: dump-end lines=");
+    ck_assert_msg(end && end[strlen(end) - 1] == '\n', "no dump-end: %s", text);
+    int lines = 0;
+    for (const char *line = strstr(text, "\nweft: thread "); line;
+         line = strstr(line + 1, "\nweft: thread "))
+        lines++;
+    int announced;
+    ck_assert_int_eq(sscanf(end, "weft: dump-end lines=%d truncated=%d", &announced, truncated), 2);
+    ck_assert_int_eq(announced, lines);
+    return lines;
+}
+
+START_TEST(debug_dump_truncates_cleanly_at_every_allocation) {
+    dumped_channel = weft_chan_make(sizeof(int), 0);
+    pthread_t threads[DUMPED_THREADS];
+    for (int i = 0; i < DUMPED_THREADS; i++) start_thread(&threads[i], block_for_dump, NULL);
+    int truncated;
+    weft_time give_up = weft_deadline(WEFT_MS(WAIT_MS));
+    while (dump_threads(&truncated) < DUMPED_THREADS) {
+        ck_assert(weft_now() < give_up);
+        sleep_ms(5);
+    }
+    long k = 1;
+    for (;; k++) {
+        ck_assert_int_le(k, MAX_POINTS);
+        arm(k);
+        int lines = dump_threads(&truncated);
+        long attempts = disarm();
+        if (attempts < k) {
+            ck_assert_int_eq(lines, DUMPED_THREADS);
+            ck_assert_int_eq(truncated, 0);
+            break;
+        }
+        ck_assert_int_eq(lines, DUMP_STACK_ROOM);
+        ck_assert_int_eq(truncated, 1);
+        after_failure("weft_debug_dump", k);
+    }
+    ck_assert_int_ge(report_points("weft_debug_dump (40 threads)", k, NULL), 1);
+    weft_chan_close(dumped_channel);
+    for (int i = 0; i < DUMPED_THREADS; i++) join_thread(threads[i]);
+    weft_chan_release(dumped_channel);
+}
+END_TEST
+
 /* Each blocking call, made first thing in a new thread, allocates that
  * thread's parker. When that fails, every one of them (channel
  * operations, select and the sync primitives) still waits, by yielding.
@@ -1339,6 +1503,58 @@ START_TEST(after_func_runs_once_when_no_pooled_thread_can_start) {
 }
 END_TEST
 
+/* An after_func timer that fires while no goroutine can start is late,
+ * not lost: it tries again and runs fn once when a thread can start. */
+START_TEST(after_func_timer_runs_once_when_goroutines_can_start_again) {
+    warm_parker();
+    latch gate;
+    latch_init(&gate);
+    int started = occupy_until_thread_start_fails(START_GO, &gate, NULL, NULL);
+    ck_assert(int_becomes(&gate.arrived, started));
+    atomic_int runs = 0;
+    weft__pool_fail_thread_create(MAX_OCCUPY);
+    weft_timer *timer = weft_after_func(0, count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    sleep_ms(SETTLE_MS);
+    ck_assert_int_eq(atomic_load(&runs), 0);
+    ck_assert_uint_ge(weft__timer_pending(), 1); /* waiting to try again */
+    weft__pool_fail_thread_create(0);
+    ck_assert(int_becomes(&runs, 1));
+    ck_assert(!weft_timer_stop(timer));
+    weft_timer_free(timer);
+    latch_open(&gate);
+    ck_assert(int_becomes(&gate.passed, started));
+    quiesce();
+    sleep_ms(SETTLE_MS);
+    ck_assert_int_eq(atomic_load(&runs), 1);
+    latch_destroy(&gate);
+}
+END_TEST
+
+/* Until fn has been handed to a goroutine, stop prevents it. */
+START_TEST(after_func_timer_stopped_while_no_goroutine_can_start_never_runs) {
+    warm_parker();
+    latch gate;
+    latch_init(&gate);
+    int started = occupy_until_thread_start_fails(START_GO, &gate, NULL, NULL);
+    ck_assert(int_becomes(&gate.arrived, started));
+    atomic_int runs = 0;
+    weft__pool_fail_thread_create(MAX_OCCUPY);
+    weft_timer *timer = weft_after_func(0, count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    sleep_ms(SETTLE_MS);
+    ck_assert(weft_timer_stop(timer));
+    weft__pool_fail_thread_create(0);
+    latch_open(&gate);
+    ck_assert(int_becomes(&gate.passed, started));
+    quiesce();
+    sleep_ms(SETTLE_MS);
+    ck_assert_int_eq(atomic_load(&runs), 0);
+    weft_timer_free(timer);
+    latch_destroy(&gate);
+}
+END_TEST
+
 /* ---- fresh processes: the first weft_go, and RLIMIT_NPROC ------------------- */
 
 /* What a forked child reports, in memory shared with the parent. */
@@ -1563,15 +1779,21 @@ static Suite *faults_suite(void) {
     tcase_add_test(allocation, ctx_after_func_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, after_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, ticker_new_fails_cleanly_at_every_allocation);
+    tcase_add_test(allocation, timer_new_fails_cleanly_at_every_allocation);
+    tcase_add_test(allocation, after_func_timer_fails_cleanly_at_every_allocation);
+    tcase_add_test(allocation, timer_stop_and_reset_allocate_nothing_with_the_heap_full);
     tcase_add_test(allocation, group_new_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, group_go_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, select_over_many_cases_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, first_blocking_call_of_a_new_thread_survives_a_failed_parker);
+    tcase_add_test(allocation, debug_dump_truncates_cleanly_at_every_allocation);
 
     TCase *threads = new_case(suite, "thread start");
     tcase_add_test(threads, pool_go_with_failing_thread_start_disturbs_nobody);
     tcase_add_test(threads, default_pool_starters_with_failing_thread_start_disturb_nobody);
     tcase_add_test(threads, after_func_runs_once_when_no_pooled_thread_can_start);
+    tcase_add_test(threads, after_func_timer_runs_once_when_goroutines_can_start_again);
+    tcase_add_test(threads, after_func_timer_stopped_while_no_goroutine_can_start_never_runs);
     return suite;
 }
 

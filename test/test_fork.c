@@ -221,6 +221,36 @@ START_TEST(test_child_fires_deadlines_pending_at_the_fork) {
 }
 END_TEST
 
+/* A weft_timer made and stopped in the parent: in the child (which starts
+ * a timer thread at once only for timers pending at the fork), its reset
+ * starts one if need be and the timer fires; an after_func fires too. */
+static weft_timer *stopped_timer;
+
+static void note_after_func(void *arg) { atomic_store((atomic_int *)arg, 1); }
+
+static int child_resets_a_stopped_timer(void) {
+    weft_time fired_at;
+    weft_timer_reset(stopped_timer, WEFT_MS(1));
+    if (weft_chan_recv_until(weft_timer_chan(stopped_timer), &fired_at,
+                             weft_deadline(WEFT_SEC(5))) != 0)
+        return CHILD_TIMER;
+    atomic_int ran = 0;
+    weft_timer *func = weft_after_func(WEFT_MS(1), note_after_func, &ran);
+    if (!func) return CHILD_TIMER;
+    bool seen = int_becomes(&ran, 1);
+    weft_timer_free(func);
+    return seen ? CHILD_OK : CHILD_TIMER;
+}
+
+START_TEST(test_child_resets_a_timer_stopped_before_the_fork) {
+    stopped_timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(stopped_timer);
+    ck_assert(weft_timer_stop(stopped_timer));
+    ck_assert_int_eq(in_child(child_resets_a_stopped_timer), CHILD_OK);
+    weft_timer_free(stopped_timer);
+}
+END_TEST
+
 /* An explicit pool made before the fork takes new work in the child and
  * closes there. */
 static weft_pool *explicit_pool;
@@ -296,6 +326,10 @@ static Suite *fork_suite(void) {
      * at the fork leaves its lock held, and the child's new timer thread
      * blocks on it (about 3% of runs under load). */
     tcase_add_test(tc, test_child_fires_deadlines_pending_at_the_fork);
+    tcase_add_test(tc, test_child_resets_a_timer_stopped_before_the_fork);
+#else
+    (void)test_child_fires_deadlines_pending_at_the_fork;
+    (void)test_child_resets_a_timer_stopped_before_the_fork;
 #endif
     tcase_add_test(tc, test_child_uses_and_closes_a_pool_made_before_the_fork);
     tcase_add_test(tc, test_child_forked_inside_a_goroutine_runs_goroutines);

@@ -632,6 +632,100 @@ START_TEST(test_ticker_stopped_after_tick_received) {
 }
 END_TEST
 
+/* A weft_timer's value received, the timer (and its channel) is freed at
+ * once, while the timer thread may still be returning from the send. */
+START_TEST(test_timer_freed_after_its_value_received) {
+    long count = rounds(5000);
+    for (long i = 0; i < count; i++) {
+        weft_time start = weft_now(), fired = 0;
+        weft_timer *timer = weft_timer_new(WEFT_US(i % 20));
+        ck_assert_ptr_nonnull(timer);
+        ck_assert_int_eq(weft_chan_recv(weft_timer_chan(timer), &fired), 0);
+        weft_timer_free(timer);
+        ck_assert_int_ge(fired, start);
+    }
+}
+END_TEST
+
+/* Busy-wait until t: around a timer's due time, where a free meets its
+ * fire. The jitter (0 to 4 us after the due time, by round) spreads the
+ * free over the fire's few microseconds. */
+#define WEFT_NS_JITTER(i) ((weft_time)((i) % 9) * 500)
+
+static void spin_until(weft_time t) {
+    while (weft_now() < t) atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* A sanitizer's report of a fire that touched a freed timer takes a while
+ * to print and abort; wait for it before the test may pass. */
+static void let_reports_finish(void) { sleep_ms(200); }
+
+/* Freed while its fire may be running, before anyone received. */
+START_TEST(test_timer_freed_while_it_may_be_firing) {
+    long count = rounds(5000);
+    for (long i = 0; i < count; i++) {
+        weft_time start = weft_now();
+        weft_timer *timer = weft_timer_new(WEFT_US(i % 20));
+        ck_assert_ptr_nonnull(timer);
+        spin_until(start + WEFT_US(i % 20) + WEFT_NS_JITTER(i));
+        weft_timer_free(timer);
+    }
+    let_reports_finish();
+}
+END_TEST
+
+/* An after_func timer freed while its fire may be handing fn to a
+ * goroutine: fn gets its own record, never the freed timer. */
+static void count_ran(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+START_TEST(test_after_func_timer_freed_while_it_may_be_firing) {
+    long count = rounds(5000);
+    atomic_int *ran = calloc((size_t)count, sizeof *ran);
+    ck_assert_ptr_nonnull(ran);
+    for (long i = 0; i < count; i++) {
+        weft_time start = weft_now();
+        weft_timer *timer = weft_after_func(WEFT_US(i % 20), count_ran, &ran[i]);
+        ck_assert_ptr_nonnull(timer);
+        spin_until(start + WEFT_US(i % 20) + WEFT_NS_JITTER(i));
+        weft_timer_free(timer);
+    }
+    ck_assert(goroutines_become(0));
+    for (long i = 0; i < count; i++) ck_assert_int_le(atomic_load(&ran[i]), 1);
+    free(ran);
+    let_reports_finish();
+}
+END_TEST
+
+/* fn frees its own timer (Go's `t = time.AfterFunc(d, func() { t.Stop() })`)
+ * while the timer thread may still be returning from weft_go. */
+typedef struct {
+    weft_timer *_Atomic timer;
+    atomic_int ran;
+} self_freeing;
+
+static void free_own_timer(void *arg) {
+    self_freeing *self = arg;
+    weft_timer *timer;
+    while (!(timer = atomic_load(&self->timer))) sched_yield(); /* published after make */
+    weft_timer_free(timer);
+    atomic_store(&self->ran, 1);
+}
+
+START_TEST(test_after_func_timer_freed_by_its_own_fn) {
+    long count = rounds(5000);
+    self_freeing *records = calloc((size_t)count, sizeof *records);
+    ck_assert_ptr_nonnull(records);
+    for (long i = 0; i < count; i++) {
+        weft_timer *timer = weft_after_func(WEFT_US(i % 20), free_own_timer, &records[i]);
+        ck_assert_ptr_nonnull(timer);
+        atomic_store(&records[i].timer, timer);
+        ck_assert(int_becomes(&records[i].ran, 1));
+    }
+    ck_assert(goroutines_become(0));
+    free(records);
+}
+END_TEST
+
 /* ---- pools --------------------------------------------------------------- */
 
 static weft_pool *pool_or_fail(void) {
@@ -711,6 +805,10 @@ static Suite *lifetime_suite(void) {
     tc = new_case(suite, "timers");
     tcase_add_test(tc, test_after_channel_freed_after_its_value_received);
     tcase_add_test(tc, test_ticker_stopped_after_tick_received);
+    tcase_add_test(tc, test_timer_freed_after_its_value_received);
+    tcase_add_test(tc, test_timer_freed_while_it_may_be_firing);
+    tcase_add_test(tc, test_after_func_timer_freed_while_it_may_be_firing);
+    tcase_add_test(tc, test_after_func_timer_freed_by_its_own_fn);
 
     tc = new_case(suite, "pools");
     tcase_add_test(tc, test_pool_closed_and_channel_freed_after_eclosed_from_its_goroutine);

@@ -1,5 +1,6 @@
 /* Timer tests: the internal timer thread (lib/timer.h), weft_after,
- * weft_ticker and weft_sleep/weft_sleep_ctx (include/weft/time.h).
+ * weft_ticker, weft_timer and weft_after_func, and weft_sleep/weft_sleep_ctx
+ * (include/weft/time.h).
  *
  * Fire callbacks run on the timer thread, so they never call ck_assert:
  * they record what they saw in atomics or under a mutex, and report
@@ -26,6 +27,7 @@
 #include "weft/time.h"
 
 #include "alloc.h"
+#include "time_internal.h"
 #include "timer.h"
 #include "testutil.h"
 
@@ -910,6 +912,403 @@ START_TEST(test_ticker_allocation_failure_is_enomem) {
 }
 END_TEST
 
+/* ---- weft_timer and weft_after_func (Go 1.23's Timer) ------------------ */
+
+/* Poll until the channel holds a value; fail after 10 seconds. */
+static void await_buffered(weft_chan *chan) {
+    weft_time give_up = weft_now() + WEFT_SEC(10);
+    while (weft_chan_len(chan) == 0) {
+        ck_assert_msg(weft_now() < give_up, "the timer never fired");
+        sleep_ms(1);
+    }
+}
+
+START_TEST(test_timer_fires_once_with_the_firing_time) {
+    weft_time start = weft_now();
+    weft_timer *timer = weft_timer_new(WEFT_MS(20));
+    ck_assert_ptr_nonnull(timer);
+    weft_chan *chan = weft_timer_chan(timer);
+    ck_assert_uint_eq(weft_chan_elem_size(chan), sizeof(weft_time));
+    weft_time fired_at = 0;
+    ck_assert_int_eq(weft_chan_recv_until(chan, &fired_at, start + WEFT_SEC(5)), 0);
+    ck_assert_int_ge(fired_at, start + WEFT_MS(20));
+    ck_assert_int_le(fired_at, weft_now());
+    ck_assert_int_eq(weft_chan_recv_until(chan, &fired_at, weft_deadline(WEFT_MS(50))),
+                     WEFT_ETIMEDOUT);
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_timer_with_nonpositive_duration_fires_at_once) {
+    weft_time durations[] = {0, -WEFT_SEC(1)};
+    for (int i = 0; i < 2; i++) {
+        weft_time start = weft_now();
+        weft_timer *timer = weft_timer_new(durations[i]);
+        ck_assert_ptr_nonnull(timer);
+        weft_time fired_at = 0;
+        ck_assert_int_eq(
+            weft_chan_recv_until(weft_timer_chan(timer), &fired_at, start + WEFT_SEC(5)), 0);
+        ck_assert_int_ge(fired_at, start);
+        weft_timer_free(timer);
+    }
+}
+END_TEST
+
+START_TEST(test_timer_stop_before_firing_returns_true_and_no_value_ever_comes) {
+    weft_timer *timer = weft_timer_new(WEFT_MS(20));
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(weft_timer_stop(timer));
+    weft_time fired_at;
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_MS(60))),
+        WEFT_ETIMEDOUT);
+    ck_assert(!weft_timer_stop(timer)); /* stopped already */
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_timer_stop_after_its_value_was_received_returns_false) {
+    weft_timer *timer = weft_timer_new(WEFT_MS(1));
+    ck_assert_ptr_nonnull(timer);
+    weft_time fired_at;
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_SEC(5))), 0);
+    ck_assert(!weft_timer_stop(timer));
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* Go 1.23: a value sent but not received is taken back; stop says it
+ * stopped the timer from delivering. */
+START_TEST(test_timer_stop_after_firing_takes_the_unreceived_value_back) {
+    weft_timer *timer = weft_timer_new(0);
+    ck_assert_ptr_nonnull(timer);
+    weft_chan *chan = weft_timer_chan(timer);
+    await_buffered(chan);
+    ck_assert(weft_timer_stop(timer));
+    ck_assert_uint_eq(weft_chan_len(chan), 0);
+    weft_time fired_at;
+    ck_assert_int_eq(weft_chan_try_recv(chan, &fired_at), WEFT_EAGAIN);
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* The send hook holds the fire between leaving the heap and sending: a
+ * stop then must wait for the send and take the value back, or the value
+ * would arrive after stop returned. */
+static atomic_int send_held, send_may_go;
+
+static void hold_send(void) {
+    atomic_store(&send_held, 1);
+    while (!atomic_load(&send_may_go)) sleep_ms(1);
+}
+
+typedef struct {
+    weft_timer *timer;
+    atomic_int returned;
+    bool result;
+} stopper;
+
+static void *stop_in_thread(void *arg) {
+    stopper *self = arg;
+    self->result = weft_timer_stop(self->timer);
+    atomic_store(&self->returned, 1);
+    return NULL;
+}
+
+START_TEST(test_timer_stop_while_its_fire_is_sending_waits_and_takes_the_value_back) {
+    atomic_store(&send_held, 0);
+    atomic_store(&send_may_go, 0);
+    weft__timer_send_hook(hold_send);
+    weft_timer *timer = weft_timer_new(0);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(int_becomes(&send_held, 1));
+    weft__timer_send_hook(NULL);
+    stopper stop = {.timer = timer};
+    atomic_init(&stop.returned, 0);
+    pthread_t thread;
+    start_thread(&thread, stop_in_thread, &stop);
+    sleep_ms(SETTLE_MS);
+    ck_assert_int_eq(atomic_load(&stop.returned), 0); /* it waits for the send */
+    atomic_store(&send_may_go, 1);
+    join_thread(thread);
+    ck_assert(stop.result);
+    weft_time fired_at;
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_MS(30))),
+        WEFT_ETIMEDOUT);
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* Go 1.23's stale-value case: Reset while the old value waits in the
+ * channel; the next value received is the new setting's. */
+START_TEST(test_timer_reset_while_a_value_waits_never_delivers_the_old_value) {
+    weft_timer *timer = weft_timer_new(0);
+    ck_assert_ptr_nonnull(timer);
+    weft_chan *chan = weft_timer_chan(timer);
+    await_buffered(chan);
+    weft_time reset_at = weft_now();
+    ck_assert(weft_timer_reset(timer, WEFT_MS(30)));
+    weft_time fired_at = 0;
+    ck_assert_int_eq(weft_chan_try_recv(chan, &fired_at), WEFT_EAGAIN);
+    ck_assert_int_eq(weft_chan_recv_until(chan, &fired_at, weft_deadline(WEFT_SEC(5))), 0);
+    ck_assert_int_ge(fired_at, reset_at + WEFT_MS(30));
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_timer_reset_after_fire_and_receive_returns_false_and_fires_again) {
+    weft_timer *timer = weft_timer_new(WEFT_MS(1));
+    ck_assert_ptr_nonnull(timer);
+    weft_chan *chan = weft_timer_chan(timer);
+    weft_time first = 0, second = 0;
+    ck_assert_int_eq(weft_chan_recv_until(chan, &first, weft_deadline(WEFT_SEC(5))), 0);
+    weft_time reset_at = weft_now();
+    ck_assert(!weft_timer_reset(timer, WEFT_MS(5)));
+    ck_assert_int_eq(weft_chan_recv_until(chan, &second, weft_deadline(WEFT_SEC(5))), 0);
+    ck_assert_int_ge(second, reset_at + WEFT_MS(5));
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_timer_reset_of_a_pending_timer_returns_true_and_moves_it) {
+    weft_timer *timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(timer);
+    weft_time reset_at = weft_now();
+    ck_assert(weft_timer_reset(timer, WEFT_MS(10)));
+    weft_time fired_at = 0;
+    ck_assert_int_eq(
+        weft_chan_recv_until(weft_timer_chan(timer), &fired_at, weft_deadline(WEFT_SEC(5))), 0);
+    ck_assert_int_ge(fired_at, reset_at + WEFT_MS(10));
+    ck_assert_int_lt(fired_at, reset_at + WEFT_SEC(3600));
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* Resets racing the timer thread's fire of the old setting: after each
+ * reset to an hour, whatever the old setting did, nothing is left to
+ * receive. */
+START_TEST(test_timer_reset_racing_its_fire_leaves_no_stale_value) {
+    weft_timer *timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(timer);
+    weft_chan *chan = weft_timer_chan(timer);
+    uint64_t random_state = 7;
+    long rounds = scaled(20000);
+    for (long i = 0; i < rounds; i++) {
+        weft_timer_reset(timer, (weft_time)(test_random(&random_state) % WEFT_US(30)));
+        for (uint64_t spin = test_random(&random_state) % 2000; spin > 0; spin--)
+            atomic_signal_fence(memory_order_seq_cst);
+        weft_timer_reset(timer, WEFT_SEC(3600));
+        weft_time stale;
+        ck_assert_msg(weft_chan_try_recv(chan, &stale) == WEFT_EAGAIN,
+                      "round %ld: a value of the old setting was received", i);
+    }
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* A receiver takes values while the test thread resets and stops the
+ * timer, racing the fire: each setting delivers exactly once, either to
+ * the receiver or as a stop that returns true, never both. */
+typedef struct {
+    weft_chan *chan;
+    atomic_int done;
+    long received;
+} timer_receiver;
+
+static void *receive_until_done(void *arg) {
+    timer_receiver *self = arg;
+    weft_time fired_at;
+    while (!atomic_load(&self->done))
+        if (weft_chan_recv_until(self->chan, &fired_at, weft_deadline(WEFT_MS(1))) == 0)
+            self->received++;
+    while (weft_chan_try_recv(self->chan, &fired_at) == 0) self->received++;
+    return NULL;
+}
+
+START_TEST(test_timer_stop_racing_a_receiver_accounts_for_every_setting) {
+    weft_timer *timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(weft_timer_stop(timer));
+    timer_receiver receiver = {.chan = weft_timer_chan(timer)};
+    atomic_init(&receiver.done, 0);
+    pthread_t thread;
+    start_thread(&thread, receive_until_done, &receiver);
+    uint64_t random_state = 11;
+    long rounds = scaled(20000), stopped = 0;
+    for (long i = 0; i < rounds; i++) {
+        ck_assert(!weft_timer_reset(timer, (weft_time)(test_random(&random_state) % WEFT_US(30))));
+        for (uint64_t spin = test_random(&random_state) % 4000; spin > 0; spin--)
+            atomic_signal_fence(memory_order_seq_cst);
+        if (weft_timer_stop(timer)) stopped++;
+    }
+    atomic_store(&receiver.done, 1);
+    join_thread(thread);
+    ck_assert_msg(receiver.received + stopped == rounds, "%ld settings: %ld received, %ld stopped",
+                  rounds, receiver.received, stopped);
+    weft_timer_free(timer);
+}
+END_TEST
+
+/* Two threads reset one timer at once: the per-timer lock keeps them from
+ * both starting it (which would abort), and one value comes at the end. */
+static void *reset_many_times(void *arg) {
+    weft_timer *timer = arg;
+    for (long i = 0; i < scaled(20000); i++) weft_timer_reset(timer, WEFT_US(i % 20));
+    return NULL;
+}
+
+START_TEST(test_timer_concurrent_resets_leave_one_setting) {
+    weft_timer *timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(timer);
+    pthread_t threads[2];
+    for (int t = 0; t < 2; t++) start_thread(&threads[t], reset_many_times, timer);
+    for (int t = 0; t < 2; t++) join_thread(threads[t]);
+    weft_timer_reset(timer, WEFT_MS(1)); /* whatever the last one left */
+    weft_chan *chan = weft_timer_chan(timer);
+    weft_time fired_at;
+    ck_assert_int_eq(weft_chan_recv_until(chan, &fired_at, weft_deadline(WEFT_SEC(5))), 0);
+    ck_assert_int_eq(weft_chan_recv_until(chan, &fired_at, weft_deadline(WEFT_MS(30))),
+                     WEFT_ETIMEDOUT);
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_timer_free_of_a_pending_timer_leaves_nothing_pending) {
+    size_t pending = weft__timer_pending();
+    weft_timer *timer = weft_timer_new(WEFT_SEC(3600));
+    ck_assert_ptr_nonnull(timer);
+    ck_assert_uint_eq(weft__timer_pending(), pending + 1);
+    weft_timer_free(timer);
+    ck_assert_uint_eq(weft__timer_pending(), pending);
+    weft_timer_free(NULL);
+}
+END_TEST
+
+static void stop_null_timer(void) { weft_timer_stop(NULL); }
+
+static void reset_null_timer(void) { weft_timer_reset(NULL, WEFT_MS(1)); }
+
+START_TEST(test_timer_stop_or_reset_of_null_aborts) {
+    expect_abort(stop_null_timer, "weft: weft_timer_stop of a NULL timer");
+    expect_abort(reset_null_timer, "weft: weft_timer_reset of a NULL timer");
+    ck_assert_ptr_null(weft_timer_chan(NULL));
+}
+END_TEST
+
+/* after_func: fn counts its runs in a counter that outlives the timer. */
+static void count_run(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
+START_TEST(test_after_func_runs_fn_once_in_a_goroutine) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(WEFT_MS(5), count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert_ptr_null(weft_timer_chan(timer));
+    ck_assert(int_becomes(&runs, 1));
+    sleep_ms(30);
+    ck_assert_int_eq(atomic_load(&runs), 1);
+    ck_assert(!weft_timer_stop(timer)); /* it has run */
+    weft_timer_free(timer);
+    ck_assert(goroutines_become(0));
+}
+END_TEST
+
+/* fn sees itself on a pool thread: a goroutine, not the timer thread. */
+static void note_goroutines(void *arg) { atomic_store((atomic_int *)arg, weft_goroutines()); }
+
+START_TEST(test_after_func_runs_fn_as_a_goroutine) {
+    atomic_int goroutines;
+    atomic_init(&goroutines, -1);
+    weft_timer *timer = weft_after_func(0, note_goroutines, &goroutines);
+    ck_assert_ptr_nonnull(timer);
+    weft_time give_up = weft_deadline(WEFT_SEC(10));
+    while (atomic_load(&goroutines) < 0 && weft_now() < give_up) sleep_ms(1);
+    ck_assert_int_ge(atomic_load(&goroutines), 1);
+    weft_timer_free(timer);
+    ck_assert(goroutines_become(0));
+}
+END_TEST
+
+START_TEST(test_after_func_stop_before_it_runs_returns_true_and_fn_never_runs) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(WEFT_MS(20), count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(weft_timer_stop(timer));
+    sleep_ms(60);
+    ck_assert_int_eq(atomic_load(&runs), 0);
+    ck_assert(!weft_timer_stop(timer));
+    weft_timer_free(timer);
+}
+END_TEST
+
+START_TEST(test_after_func_reset_of_a_pending_one_reschedules_it) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(WEFT_SEC(3600), count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(weft_timer_reset(timer, WEFT_MS(5)));
+    ck_assert(int_becomes(&runs, 1));
+    weft_timer_free(timer);
+    ck_assert(goroutines_become(0));
+}
+END_TEST
+
+START_TEST(test_after_func_reset_after_it_ran_runs_it_again) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(0, count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(int_becomes(&runs, 1));
+    ck_assert(!weft_timer_reset(timer, WEFT_MS(1)));
+    ck_assert(int_becomes(&runs, 2));
+    weft_timer_free(timer);
+    ck_assert(goroutines_become(0));
+}
+END_TEST
+
+START_TEST(test_after_func_freed_before_it_runs_never_runs) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(WEFT_MS(20), count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    weft_timer_free(timer);
+    sleep_ms(60);
+    ck_assert_int_eq(atomic_load(&runs), 0);
+}
+END_TEST
+
+/* Stops racing the fire: fn runs exactly when stop returned false. */
+START_TEST(test_after_func_stop_racing_its_fire_prevents_exactly_the_runs_it_reports) {
+    atomic_int runs;
+    atomic_init(&runs, 0);
+    weft_timer *timer = weft_after_func(WEFT_SEC(3600), count_run, &runs);
+    ck_assert_ptr_nonnull(timer);
+    ck_assert(weft_timer_stop(timer));
+    uint64_t random_state = 5;
+    long rounds = scaled(5000), stopped = 0;
+    for (long i = 0; i < rounds; i++) {
+        weft_timer_reset(timer, (weft_time)(test_random(&random_state) % WEFT_US(30)));
+        for (uint64_t spin = test_random(&random_state) % 4000; spin > 0; spin--)
+            atomic_signal_fence(memory_order_seq_cst);
+        if (weft_timer_stop(timer)) stopped++;
+    }
+    weft_timer_free(timer);
+    ck_assert(goroutines_become(0));
+    ck_assert_msg(atomic_load(&runs) + stopped == rounds, "%ld settings: %d runs, %ld stopped",
+                  rounds, atomic_load(&runs), stopped);
+}
+END_TEST
+
+START_TEST(test_after_func_with_null_fn_is_einval) {
+    errno = 0;
+    ck_assert_ptr_null(weft_after_func(WEFT_MS(1), NULL, NULL));
+    ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
 /* ---- weft_sleep and weft_sleep_ctx ------------------------------------- */
 
 START_TEST(test_sleep_is_never_early) {
@@ -1041,6 +1440,32 @@ static Suite *timer_suite(void) {
     tcase_add_test(tc, test_ticker_reset_with_nonpositive_period_aborts);
     tcase_add_test(tc, test_ticker_reset_of_null_aborts);
     tcase_add_test(tc, test_ticker_allocation_failure_is_enomem);
+
+    tc = new_case(suite, "timer");
+    tcase_add_test(tc, test_timer_fires_once_with_the_firing_time);
+    tcase_add_test(tc, test_timer_with_nonpositive_duration_fires_at_once);
+    tcase_add_test(tc, test_timer_stop_before_firing_returns_true_and_no_value_ever_comes);
+    tcase_add_test(tc, test_timer_stop_after_its_value_was_received_returns_false);
+    tcase_add_test(tc, test_timer_stop_after_firing_takes_the_unreceived_value_back);
+    tcase_add_test(tc, test_timer_stop_while_its_fire_is_sending_waits_and_takes_the_value_back);
+    tcase_add_test(tc, test_timer_reset_while_a_value_waits_never_delivers_the_old_value);
+    tcase_add_test(tc, test_timer_reset_after_fire_and_receive_returns_false_and_fires_again);
+    tcase_add_test(tc, test_timer_reset_of_a_pending_timer_returns_true_and_moves_it);
+    tcase_add_test(tc, test_timer_reset_racing_its_fire_leaves_no_stale_value);
+    tcase_add_test(tc, test_timer_stop_racing_a_receiver_accounts_for_every_setting);
+    tcase_add_test(tc, test_timer_concurrent_resets_leave_one_setting);
+    tcase_add_test(tc, test_timer_free_of_a_pending_timer_leaves_nothing_pending);
+    tcase_add_test(tc, test_timer_stop_or_reset_of_null_aborts);
+
+    tc = new_case(suite, "after_func");
+    tcase_add_test(tc, test_after_func_runs_fn_once_in_a_goroutine);
+    tcase_add_test(tc, test_after_func_runs_fn_as_a_goroutine);
+    tcase_add_test(tc, test_after_func_stop_before_it_runs_returns_true_and_fn_never_runs);
+    tcase_add_test(tc, test_after_func_reset_of_a_pending_one_reschedules_it);
+    tcase_add_test(tc, test_after_func_reset_after_it_ran_runs_it_again);
+    tcase_add_test(tc, test_after_func_freed_before_it_runs_never_runs);
+    tcase_add_test(tc, test_after_func_stop_racing_its_fire_prevents_exactly_the_runs_it_reports);
+    tcase_add_test(tc, test_after_func_with_null_fn_is_einval);
 
     tc = new_case(suite, "sleep");
     tcase_add_test(tc, test_sleep_is_never_early);

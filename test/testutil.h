@@ -14,7 +14,9 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sched.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -169,6 +172,55 @@ static inline void built_program_path(const char *relative, char *path, size_t s
     int written = snprintf(path, size, "%s/%s", self, relative);
     ck_assert_msg(written > 0 && (size_t)written < size, "path too long");
     ck_assert_msg(access(path, X_OK) == 0, "%s is missing: `make test` builds it", path);
+}
+
+/* Start argv[0] (searched in PATH) with argv, its stdout a pipe whose
+ * read end is left in *output; returns its pid. The child dies with this
+ * process (so a failed test leaves none behind) and starts with no signal
+ * blocked and SIGTERM and SIGINT at their defaults. */
+static inline pid_t spawn_with_output(const char *const *argv, int *output) {
+    int pipe_fds[2];
+    ck_assert_int_eq(pipe2(pipe_fds, O_CLOEXEC), 0);
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(126);
+        dup2(pipe_fds[1], STDOUT_FILENO); /* the duplicate does not close on exec */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipe_fds[1]);
+    *output = pipe_fds[0];
+    return child;
+}
+
+/* Read what a child process prints, from fd (the read end of its stdout),
+ * onto text (size bytes, kept NUL-terminated; *length so far) until a
+ * newline has come (until_eof false) or the pipe is closed; fails the
+ * test after `seconds`. */
+static inline void read_child_output(int fd, char *text, size_t size, size_t *length,
+                                     bool until_eof, int seconds) {
+    weft_time give_up = weft_now() + WEFT_SEC(seconds);
+    while (until_eof || !strchr(text, '\n')) {
+        ck_assert_msg(weft_now() < give_up, "the child printed only \"%s\"", text);
+        struct pollfd ready = {fd, POLLIN, 0};
+        if (poll(&ready, 1, 100) <= 0) continue;
+        ck_assert_msg(*length < size - 1, "the child printed too much");
+        ssize_t got = read(fd, text + *length, size - 1 - *length);
+        if (got < 0 && errno == EINTR) continue;
+        ck_assert_msg(got >= 0, "read: %s", strerror(errno));
+        if (got == 0) break;
+        *length += (size_t)got;
+        text[*length] = '\0';
+    }
 }
 
 /* A small deterministic generator for test data (xorshift64*). */

@@ -101,6 +101,22 @@ int weft_chan_recv_ctx(weft_chan *c, void *elem, weft_ctx *ctx);
  * Returns 0, WEFT_ECLOSED if it was already closed, WEFT_EINVAL for NULL. */
 int weft_chan_close(weft_chan *c);
 
+/* For an event loop (libuv, libevent, epoll; docs/event-loops.md): an fd
+ * that polls readable while a try operation in dir could succeed
+ * (WEFT_RECV: weft_chan_try_recv; WEFT_SEND: weft_chan_try_send), and
+ * for good once the channel is closed. Readiness may be spurious: after
+ * it, try until WEFT_EAGAIN (or fewer: it stays readable while something
+ * is left), and the WEFT_EAGAIN clears it unless something is ready again.
+ * The fd is made on the first call for dir and owned by c: poll it for
+ * reading only, never read, write or close it; it is closed when c is
+ * freed. A forked child gets fresh fds under the same numbers, so it
+ * never wakes the parent's loop. Never blocks. A channel nobody polls
+ * pays nothing for this; a polled one, one eventfd write per
+ * not-ready-to-ready change. Returns the fd (>= 0), WEFT_EINVAL (NULL
+ * c, dir not WEFT_SEND or WEFT_RECV, WEFT_SEND on a context's done
+ * channel), WEFT_ENOMEM, or WEFT_ESYS (errno from eventfd(2)). */
+int weft_chan_pollfd(weft_chan *c, int dir);
+
 /* Values buffered now (a snapshot; 0 for unbuffered and NULL channels). */
 size_t weft_chan_len(const weft_chan *c);
 

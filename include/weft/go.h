@@ -149,6 +149,39 @@ int weft_pool_close(weft_pool *p);
  * asleep when it is turned on are not counted until they wake. */
 void weft_debug_deadlock(bool on);
 
+/* Go's SIGQUIT dump: write to fd, one line each, every goroutine (blocked
+ * or running user code) and every other thread blocked in weft: its
+ * thread id, pool and name, and for a blocked one the call it is blocked
+ * in (weft_chan_recv, weft_select, weft_mutex_lock, weft_read_ctx, ...),
+ * the object's address and kind with what weft knows of it (a channel's
+ * capacity and length, a select's cases, an fd), and how long it has
+ * waited, in milliseconds:
+ *     weft: dump-begin version=1 pid=4242 goroutines=2 threads=1
+ *     weft: goroutine tid=4250 pool=weft name=weft/1 state=blocked call=weft_chan_recv
+ *           object=0x5581c0a4e2c0 kind=chan cap=0 len=0 waited_ms=1503
+ *     weft: goroutine tid=4251 pool=weft name=weft/2 state=running
+ *     weft: thread tid=4242 pool=- name=server state=blocked call=weft_wg_wait
+ *           object=0x7ffc1d2e5a10 kind=waitgroup waited_ms=1510
+ *     weft: dump-end lines=3 truncated=0
+ * (each record on one line). Every line is "weft:", its type, then
+ * key=value fields; names are percent-encoded so that no value holds a
+ * space or "="; weft_go(3) lists every field. A snapshot, not a stop of
+ * the world: a thread that blocks or wakes meanwhile may be shown either
+ * way. The objects are never read (one may be freed meanwhile): a
+ * channel's length is the one it had when the wait began. Takes locks
+ * (briefly: no other thread waits on the writes) and may allocate, so it
+ * must not be called from a signal handler; with WEFT_DEBUG=dump in the
+ * environment at start-up, weft installs a SIGQUIT handler that only
+ * wakes a thread of its own ("weft/dump"), which writes the dump to
+ * stderr; the program goes on.
+ *
+ * Cost, whether or not a dump is ever taken: nothing on the fast paths; a
+ * call about to block records what it waits on in its thread's parker (a
+ * coarse clock read and a few plain stores, no atomic read-modify-write)
+ * and clears it after. WEFT_DEBUG=dump adds the dump thread, sleeping in
+ * read(2), and a pipe. Safe to call from any thread at any time. */
+void weft_debug_dump(int fd);
+
 #ifdef __cplusplus
 }
 #endif
