@@ -1,20 +1,21 @@
-/* Parker: spin, yield, then sleep on a condition variable.
+/* Parker: poll, yield, then sleep on a futex: the state word itself.
  *
  * State machine of parker->state (owner = the thread the parker belongs to):
  *   EMPTY    -> NOTIFIED   unparker (exchange); owner was spinning or not yet waiting
- *   EMPTY    -> SLEEPING   owner, under parker->mutex, just before cond_wait
- *   SLEEPING -> NOTIFIED   unparker (exchange), then lock + signal + unlock
- *   SLEEPING -> EMPTY      owner, under the mutex, on deadline
+ *   EMPTY    -> SLEEPING   owner (CAS), just before futex_wait on SLEEPING
+ *   SLEEPING -> NOTIFIED   unparker (exchange), then futex_wake
+ *   SLEEPING -> EMPTY      owner (CAS), on deadline
  *   NOTIFIED -> EMPTY      owner, consuming the unpark
  * With a sleep observer counting (parker.h; deadlock detection), a
  * described wait with no deadline sleeps in a counted state instead of
  * SLEEPING, one per kind of thread, so that the unparker's exchange alone
  * says what to uncount:
- *   EMPTY    -> ASLEEP_*   owner, under the mutex and the observer's lock
- *   ASLEEP_* -> NOTIFIED   unparker (exchange), tells the observer, signals
- * The owner only moves EMPTY -> SLEEPING with a CAS under the mutex, and the
- * unparker signals under the same mutex, so a signal cannot fall between the
- * owner's check and its cond_wait. The unparker's exchange is seq_cst and
+ *   EMPTY    -> ASLEEP_*   owner (CAS), under the observer's lock
+ *   ASLEEP_* -> NOTIFIED   unparker (exchange), tells the observer, wakes
+ * futex_wait sleeps only while the word still holds the sleeping state it
+ * was given, checked by the kernel under its own lock, so a wake-up cannot
+ * fall between the owner's CAS and its sleep; no mutex is needed, and the
+ * woken owner has none to take. The unparker's exchange is seq_cst and
  * the owner's successful load of NOTIFIED is acquire: what the claimer
  * wrote (a copied value, waiter->result) happens before the owner reads it.
  *
@@ -28,6 +29,7 @@
  * pool_lock, held across fork by the parker's own handlers, guards that
  * list. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -45,7 +47,7 @@
 #include "thread.h"
 #include "time_internal.h"
 
-/* Every state from SLEEPING on means "the owner waits on the condvar";
+/* Every state from SLEEPING on means "the owner sleeps on the futex";
  * POLLING means it waits in poll(2), on its fds and the parker's eventfd. */
 enum { EMPTY, NOTIFIED, POLLING, SLEEPING, ASLEEP_OTHER, ASLEEP_GOROUTINE };
 
@@ -68,15 +70,11 @@ static void recycle(void *arg) {
 }
 
 /* In the child, a parker that a lost thread may have left mid-use: its
- * owner asleep in cond_wait (glibc's condvar still counts that waiter,
- * and would hand a later signal to it instead of to the parker's next
- * owner), or an unparker inside wake() holding its mutex. The child has
- * one thread, so nothing else can touch the parker while it starts
- * afresh: mutex, condition variable, state and the deadlock registry's
- * links (the registry forgets its sleepers in the child, fork.c). */
+ * owner asleep (its state still says so) or an unparker inside wake().
+ * The child has one thread, so nothing else can touch the parker while it
+ * starts afresh: state and the deadlock registry's links (the registry
+ * forgets its sleepers in the child, fork.c). */
 static void renew(weft__parker *parker) {
-    pthread_mutex_init(&parker->mutex, NULL);
-    weft__monotonic_cond_init(&parker->cond);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
     parker->sleeper_next = parker->sleeper_prev = NULL;
     weft__wait_record_clear(&parker->record);
@@ -121,14 +119,7 @@ static weft__parker *make_parker(void) {
     if (!parker) return NULL;
     memset(parker, 0, sizeof *parker);
     parker->eventfd = -1;
-    if (weft__monotonic_cond_init(&parker->cond) != 0) goto fail_cond;
-    if (pthread_mutex_init(&parker->mutex, NULL) != 0) goto fail_mutex;
     return parker;
-fail_mutex:
-    pthread_cond_destroy(&parker->cond);
-fail_cond:
-    weft__free(parker);
-    return NULL;
 }
 
 /* The calling thread becomes parker's owner. */
@@ -163,16 +154,31 @@ weft__parker *weft__parker_self(void) {
     return parker;
 }
 
-/* The unparker's half when the owner waits on the condvar: tell the
- * observer about a counted sleeper (see the top for why it is there),
- * then signal under the mutex. */
+/* The futex calls. A parker is never freed, so a wake-up that reaches a
+ * parker whose owner has moved on is only a spurious wake-up of a later
+ * sleep, which checks the state. errno is kept: a blocking weft call
+ * must not change it. */
+static bool futex_sleep(atomic_int *word, int sleeping, const struct timespec *until) {
+    int saved = errno;
+    long result = syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, sleeping, until,
+                          NULL, FUTEX_BITSET_MATCH_ANY);
+    bool timed_out = result < 0 && errno == ETIMEDOUT;
+    errno = saved;
+    return !timed_out;
+}
+
+static void futex_wake(atomic_int *word) {
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* The unparker's half when the owner sleeps: tell the observer about a
+ * counted sleeper (see the top for why it is there), then wake it. */
 __attribute__((noinline)) static void wake(weft__parker *parker, int before) {
-    atomic_store_explicit(&parker->unparked_at, weft_now(), memory_order_relaxed);
     if (before != SLEEPING)
         atomic_load_explicit(&observer, memory_order_relaxed)->unparked(before == ASLEEP_GOROUTINE);
-    pthread_mutex_lock(&parker->mutex);
-    pthread_cond_signal(&parker->cond);
-    pthread_mutex_unlock(&parker->mutex);
+    futex_wake(&parker->state);
 }
 
 /* The unparker's half when the owner waits in poll. The parker outlives
@@ -187,6 +193,10 @@ __attribute__((noinline)) static void wake_polling(weft__parker *parker) {
 }
 
 void weft__parker_unpark(weft__parker *parker) {
+    /* The stamp comes first: once the exchange is seen, the owner may be
+     * on to its next wait, which must not take this wake-up's time. */
+    if (atomic_load_explicit(&parker->state, memory_order_relaxed) >= SLEEPING)
+        atomic_store_explicit(&parker->unparked_at, weft_now(), memory_order_relaxed);
     int before = atomic_exchange(&parker->state, NOTIFIED);
     if (before >= SLEEPING)
         wake(parker, before);
@@ -211,23 +221,15 @@ __attribute__((noinline)) static bool park_counted(weft__parker *parker, weft_ti
         return false;
     bool goroutine = watcher->in_goroutine();
     int asleep = goroutine ? ASLEEP_GOROUTINE : ASLEEP_OTHER;
-    bool listed = false;
-    pthread_mutex_lock(&parker->mutex);
-    while (atomic_load(&parker->state) != NOTIFIED) {
-        if (!listed) {
-            int expected = EMPTY;
-            watcher->lock();
-            if (atomic_compare_exchange_strong(&parker->state, &expected, asleep)) {
-                watcher->asleep(parker, goroutine);
-                listed = true;
-            }
-            watcher->unlock();
-            if (!listed) break; /* NOTIFIED */
-        }
-        pthread_cond_wait(&parker->cond, &parker->mutex);
-    }
+    int expected = EMPTY;
+    watcher->lock();
+    bool listed = atomic_compare_exchange_strong(&parker->state, &expected, asleep);
+    if (listed) watcher->asleep(parker, goroutine);
+    watcher->unlock();
+    /* Not listed: the CAS found NOTIFIED, the only other state here. */
+    if (listed)
+        while (atomic_load(&parker->state) == asleep) futex_sleep(&parker->state, asleep, NULL);
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
-    pthread_mutex_unlock(&parker->mutex);
     if (listed) watcher->awake(parker);
     return true;
 }
@@ -243,30 +245,24 @@ static int sleep_until(weft__parker *parker, weft_time deadline) {
     const weft__sleep_observer *watcher = atomic_load_explicit(&observer, memory_order_relaxed);
     if (__builtin_expect(watcher != NULL, 0) && park_counted(parker, deadline, watcher)) return 0;
     struct timespec until = weft__timespec(deadline);
-    int result = 0;
-    pthread_mutex_lock(&parker->mutex);
     for (;;) {
         int expected = EMPTY;
-        if (!atomic_compare_exchange_strong(&parker->state, &expected, SLEEPING)) {
-            if (expected == NOTIFIED) break;
-        }
-        if (deadline == WEFT_FOREVER) {
-            pthread_cond_wait(&parker->cond, &parker->mutex);
-        } else if (pthread_cond_timedwait(&parker->cond, &parker->mutex, &until) == ETIMEDOUT &&
-                   weft_now() >= deadline) {
+        if (!atomic_compare_exchange_strong(&parker->state, &expected, SLEEPING) &&
+            expected == NOTIFIED)
+            break;
+        /* SLEEPING now (a spurious wake-up leaves it so). */
+        bool in_time =
+            futex_sleep(&parker->state, SLEEPING, deadline == WEFT_FOREVER ? NULL : &until);
+        if (atomic_load(&parker->state) == NOTIFIED) break;
+        if (deadline != WEFT_FOREVER && (!in_time || weft_now() >= deadline)) {
             expected = SLEEPING;
-            if (atomic_compare_exchange_strong(&parker->state, &expected, EMPTY)) {
-                result = WEFT_ETIMEDOUT;
-                goto out;
-            }
+            if (atomic_compare_exchange_strong(&parker->state, &expected, EMPTY))
+                return WEFT_ETIMEDOUT;
             break; /* NOTIFIED raced with the deadline: take the unpark */
         }
-        if (atomic_load(&parker->state) == NOTIFIED) break;
     }
     atomic_store_explicit(&parker->state, EMPTY, memory_order_relaxed);
-out:
-    pthread_mutex_unlock(&parker->mutex);
-    return result;
+    return 0;
 }
 
 /* After a sleep ended by an unpark: keep the patience that would have

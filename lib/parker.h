@@ -12,15 +12,15 @@
  * case found ready while registering); if that CAS fails, an unpark is on
  * its way and the owner must park until it arrives.
  *
- * Waiting polls briefly, then yields, then sleeps on the condition
- * variable: most hand-offs on a busy channel complete in well under a
+ * Waiting polls briefly, then yields, then sleeps on a futex (the state
+ * word): most hand-offs on a busy channel complete in well under a
  * microsecond, and a futex round trip costs several. How long it stays
  * awake is learned per thread from what its sleeps cost (patience.h).
  *
  * Parkers are never freed, only recycled, so an unparker that is still
- * signalling the condition variable after the owner has returned (and
- * even exited) touches valid memory; a stray signal is only a spurious
- * wake-up for the parker's next owner, whose wait loop checks the state.
+ * waking the futex after the owner has returned (and even exited) touches
+ * valid memory; a stray wake-up is only a spurious one for the parker's
+ * next owner, whose wait loop checks the state.
  *
  * The parker is the floor of weft's layering: every blocking call, the
  * goroutine pool, the timer thread and deadlock detection sit on it, so it
@@ -60,8 +60,6 @@ typedef struct weft__parker {
     weft__waiter waiter; /* a single channel operation's waiter (chan.c); owner's between waits */
     uint64_t value;      /* that operation's value when it fits: written by owner or claimer */
 
-    pthread_mutex_t mutex;     /* guards the SLEEPING -> wait transition and the condvar */
-    pthread_cond_t cond;       /* CLOCK_MONOTONIC */
     struct weft__parker *next; /* recycling list, under the pool's lock */
 
     /* What the owner is blocked on, for weft_debug_dump and the deadlock
@@ -96,7 +94,7 @@ typedef struct weft__parker {
     weft__patience awake;
     bool awake_begun;
     /* When the last unpark that had to wake a sleeping owner began:
-     * written by that unparker before its signal, read by the owner after
+     * written by that unparker before its exchange, read by the owner after
      * waking, to learn what the sleep cost. */
     _Atomic weft_time unparked_at;
 } weft__parker;
@@ -106,7 +104,7 @@ typedef struct weft__parker {
 weft__parker *weft__parker_self(void);
 
 /* In a forked child: put the parker of a thread lost in the fork back
- * for reuse, with its mutex, condition variable and state made afresh
+ * for reuse, with its state made afresh
  * (its owner may have been asleep on them at the fork). */
 void weft__parker_recycle(weft__parker *parker);
 
@@ -226,17 +224,17 @@ typedef struct weft__sleep_observer {
     bool (*counting)(void);
     /* Whether the calling thread runs a goroutine (the sleep's kind). */
     bool (*in_goroutine)(void);
-    /* The observer's lock, taken by the owner under its parker's mutex
-     * around the compare-and-swap into a counted state and asleep, so
+    /* The observer's lock, taken by the owner around the
+     * compare-and-swap into a counted state and asleep, so
      * that a sleeper is listed exactly while its state is counted. */
     void (*lock)(void);
     void (*unlock)(void);
     /* Under lock, just after that compare-and-swap: count the sleeper. */
     void (*asleep)(weft__parker *parker, bool goroutine);
-    /* The owner, once its counted sleep ended (its mutex released). */
+    /* The owner, once its counted sleep ended. */
     void (*awake)(weft__parker *parker);
     /* An unparker whose exchange ended a counted sleep, before it
-     * signals: it must touch nothing of the parker's, which its owner
+     * wakes the owner: it must touch nothing of the parker's, which its owner
      * may already be reusing. */
     void (*unparked)(bool goroutine);
 } weft__sleep_observer;

@@ -34,7 +34,7 @@
  * off its core for a slice (WEFT__YIELD_SLICE) bans yields for a while,
  * twice as long each time in a row up to WEFT__YIELD_BAN_MAX; a yield
  * that got the core back soon lifts the doubling. A banned wait polls
- * until its patience is spent, then sleeps.
+ * briefly (WEFT__POLL_TIME at most), then sleeps.
  *
  * The patience is per thread, kept in its parker (parker.h): no shared
  * writes, and a thread's waits are usually alike. */
@@ -91,11 +91,15 @@ static inline void weft__patience_begin(weft__patience *patience, weft_time budg
     };
 }
 
-/* Begin an awake wait as the thread's memory says. */
+/* Begin an awake wait as the thread's memory says. A wait banned from
+ * yielding polls for WEFT__POLL_TIME at most: the ban says the core is
+ * contended, where a longer spin only keeps others off it. */
 static inline void weft__patience_start(weft__patience *patience,
                                         const weft__patience_memory *memory) {
-    weft__patience_begin(patience, memory->patience ? memory->patience : WEFT__PATIENCE_FIRST,
-                         weft_now() >= memory->no_yield_until);
+    weft_time budget = memory->patience ? memory->patience : WEFT__PATIENCE_FIRST;
+    bool may_yield = weft_now() >= memory->no_yield_until;
+    if (!may_yield && budget > WEFT__POLL_TIME) budget = WEFT__POLL_TIME;
+    weft__patience_begin(patience, budget, may_yield);
 }
 
 /* Go on with a wait begun earlier: poll again for WEFT__POLL_TIME from
