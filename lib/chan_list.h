@@ -1,0 +1,99 @@
+/* The queue of an unbounded channel: a linked list of blocks of slots
+ * (lib/chan_list.c explains the state machine). chan.c owns the channel:
+ * its wait queues, its wake-ups and its head and tail words, which it
+ * passes in; this file owns the blocks.
+ *
+ * A send is three steps, so that chan.c can look for a parked receiver
+ * between writing the value and publishing it: reserve a slot, copy the
+ * value into it (weft__list_value), commit. A receive is one call. */
+#ifndef WEFT_LIB_CHAN_LIST_H
+#define WEFT_LIB_CHAN_LIST_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct weft__list_block weft__list_block;
+
+typedef struct {
+    /* Set by weft__list_new, read-only after. */
+    size_t elem_size;
+    size_t slot_size;  /* a slot's state word and its value, 8-byte aligned */
+    size_t block_size; /* the block header and its slots */
+    /* The blocks the tail and the head are in: written once per block, by
+     * the sender that links the next block (tail) and by whoever moves the
+     * head into it, before the position word that makes it current. */
+    _Atomic(weft__list_block *) tail_block;
+    _Atomic(weft__list_block *) head_block;
+    /* One drained block kept for the next link, so that a channel whose
+     * length stays small allocates nothing; taken and given by exchange. */
+    _Atomic(weft__list_block *) spare;
+    pthread_mutex_t retire_lock;
+    weft__list_block *retired; /* under retire_lock: left by the head, not yet all read */
+} weft__list;
+
+/* A slot reserved by weft__list_reserve, for weft__list_value and
+ * weft__list_commit. */
+typedef struct {
+    weft__list_block *block;
+    unsigned offset;
+    weft__list_block *linked; /* the block this send linked after block, or NULL */
+} weft__list_ticket;
+
+/* The position words are chan.c's head and tail: position << 1, and on
+ * the tail bit 0 (WEFT__LIST_CLOSED) means closed. Both start at 0. */
+#define WEFT__LIST_CLOSED ((uint64_t)1)
+
+/* A queue with its first block, or NULL with errno ENOMEM, or EINVAL when
+ * a block of elem_size values would not fit in a size_t. */
+weft__list *weft__list_new(size_t elem_size);
+
+/* Free the queue, its blocks and the values still in them. No operation
+ * may be under way. */
+void weft__list_free(weft__list *list);
+
+/* Reserve the slot at the tail. Returns 0 (ticket filled: write the value,
+ * then commit), WEFT_ECLOSED, WEFT_ENOMEM (the send needed a new block and
+ * none could be allocated: nothing was reserved), or WEFT_EAGAIN: another
+ * sender is linking the next block and did not finish within a few polls.
+ * Never waits longer. A ticket with linked set has made room for senders
+ * that were told WEFT_EAGAIN. */
+int weft__list_reserve(weft__list *list, atomic_uint_fast64_t *tail, weft__list_ticket *ticket);
+
+/* Where the reserved slot's value goes. */
+void *weft__list_value(const weft__list *list, const weft__list_ticket *ticket);
+
+/* Publish the reserved slot. Returns true: delivered, and the caller may
+ * no longer touch the channel (a receiver may take the value and free
+ * it). Returns false: a receiver gave up waiting for this slot and moved
+ * past it; the value is not queued and the send must reserve again. Then
+ * *moved_head may be set: the head moved into the next block, which may
+ * have made values available to parked receivers. */
+bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
+                       const weft__list_ticket *ticket, bool *moved_head);
+
+/* Take the value at the head into elem (NULL: discard). Returns 0,
+ * WEFT_ECLOSED (closed and drained), or WEFT_EAGAIN: empty, or the value
+ * at the head is still being written (or the head is being moved into the
+ * next block) by a thread that did not finish in time. patient gives that
+ * thread a few microseconds, yielding the CPU, before moving past its
+ * slot; otherwise a few polls. Sets *moved_head when this call moved the
+ * head into the next block. */
+int weft__list_take(weft__list *list, atomic_uint_fast64_t *head, const atomic_uint_fast64_t *tail,
+                    void *elem, bool patient, bool *moved_head);
+
+/* Whether an operation of direction dir (WEFT_SEND, WEFT_RECV) could
+ * proceed now, or the channel is closed: seq_cst loads of head and tail,
+ * which pair with the operations' seq_cst position updates. */
+bool weft__list_ready(const atomic_uint_fast64_t *head, const atomic_uint_fast64_t *tail, int dir);
+
+/* Values queued now, counting slots reserved and not yet written. */
+size_t weft__list_len(const atomic_uint_fast64_t *head, const atomic_uint_fast64_t *tail);
+
+/* Test hook: when set, every send on an unbounded channel calls it between
+ * reserving its slot and writing the value (chan.c). */
+extern void (*weft__list_reserved_hook)(void);
+
+#endif
