@@ -4,12 +4,14 @@
  * adds no read-modify-write of its own.
  *
  * Positions. head and tail (chan.c's words) count slots: position << 1,
- * with bit 0 of tail meaning closed. Position lap * 32 + offset is slot
- * offset of the lap-th block for offset < 31; offset 31 is no slot but a
- * step in between: the tail is there while the sender of slot 30 links the
- * next block, the head while whoever took slot 30 moves it into that
- * block. Positions only grow, so equal words mean equal positions: the
- * queue is empty when head and tail (without the mark) are equal.
+ * with bit 0 of tail meaning closed and bit 0 of head that the tail is in
+ * a later block (TAIL_AHEAD: as crossbeam's head mark, it spares a
+ * receiver reading the tail's cache line, which the senders write).
+ * Position lap * 32 + offset is slot offset of the lap-th block for
+ * offset < 31; offset 31 is no slot but a step in between: the tail is
+ * there while the sender of slot 30 links the next block, the head while
+ * whoever took slot 30 moves it into that block. Positions only grow: the
+ * queue is empty when head and tail are at the same position.
  *
  * A send: CAS tail from its position to the next (seq_cst); the slot is
  * then the sender's. The sender that takes slot 30 has allocated the next
@@ -82,6 +84,9 @@ enum {
 };
 
 #define STEP ((uint64_t)2) /* one position */
+/* Bit 0 of head: the tail is in a later block, so every slot left in the
+ * head's block is reserved and a receiver need not read the tail. */
+#define TAIL_AHEAD ((uint64_t)1)
 
 enum { WRITTEN = 1, READ = 2, SKIPPED = 4 };
 
@@ -107,6 +112,14 @@ static inline slot *slot_at(const weft__list *list, weft__list_block *block, uns
 }
 
 static inline void *slot_value(slot *s) { return (unsigned char *)s + sizeof(slot); }
+
+/* The common element sizes compile to a move, not a call of memcpy. */
+static inline void copy_out(void *to, const void *from, size_t size) {
+    if (size == 8)
+        memcpy(to, from, 8);
+    else
+        memcpy(to, from, size);
+}
 
 /* A block as new: no next, no slot touched. */
 static void reset_block(const weft__list *list, weft__list_block *block) {
@@ -269,12 +282,14 @@ static void retire(weft__list *list, weft__list_block *block) {
 }
 
 /* The head is at offset BETWEEN of block's lap, and we took slot LAST:
- * move it to the first slot of next. */
+ * move it to the first slot of next. If next has a next, the tail has
+ * reserved next's last slot, so it is in a later block. */
 static void move_head(weft__list *list, atomic_uint_fast64_t *head, weft__list_block *block,
                       weft__list_block *next) {
     atomic_store_explicit(&list->head_block, next, memory_order_release);
     uint64_t word = atomic_load_explicit(head, memory_order_relaxed); /* only we move it now */
-    atomic_store_explicit(head, word + STEP, memory_order_seq_cst);
+    uint64_t ahead = atomic_load_explicit(&next->next, memory_order_relaxed) ? TAIL_AHEAD : 0;
+    atomic_store_explicit(head, ((position(word) + 1) << 1) | ahead, memory_order_seq_cst);
     retire(list, block);
 }
 
@@ -307,7 +322,7 @@ static int take_slot(weft__list *list, atomic_uint_fast64_t *head, weft__list_bl
         weft__backoff_snooze(&backoff);
         state = atomic_load_explicit(&s->state, memory_order_acquire);
     }
-    if (elem) memcpy(elem, slot_value(s), list->elem_size);
+    if (elem) copy_out(elem, slot_value(s), list->elem_size);
     weft__list_block *next =
         offset == LAST ? atomic_load_explicit(&block->next, memory_order_acquire) : NULL;
     atomic_store_explicit(&s->state, state | READ, memory_order_release);
@@ -324,11 +339,15 @@ int weft__list_take(weft__list *list, atomic_uint_fast64_t *head, const atomic_u
     uint64_t word = atomic_load_explicit(head, memory_order_acquire);
     for (;;) {
         if (offset_of(word) == BETWEEN) return WEFT_EAGAIN;
-        uint64_t tail_word = atomic_load(tail);
-        if (position(tail_word) == position(word))
-            return (tail_word & WEFT__LIST_CLOSED) ? WEFT_ECLOSED : WEFT_EAGAIN;
+        uint64_t next_word = word + STEP;
+        if (!(word & TAIL_AHEAD)) {
+            uint64_t tail_word = atomic_load(tail);
+            if (position(tail_word) == position(word))
+                return (tail_word & WEFT__LIST_CLOSED) ? WEFT_ECLOSED : WEFT_EAGAIN;
+            if (position(tail_word) / LAP != position(word) / LAP) next_word |= TAIL_AHEAD;
+        }
         weft__list_block *block = atomic_load_explicit(&list->head_block, memory_order_acquire);
-        if (!atomic_compare_exchange_weak_explicit(head, &word, word + STEP, memory_order_seq_cst,
+        if (!atomic_compare_exchange_weak_explicit(head, &word, next_word, memory_order_seq_cst,
                                                    memory_order_acquire)) {
             weft__backoff_spin(&backoff);
             continue;
