@@ -55,6 +55,19 @@
  * handoff_waiters counts the waiters ever queued: it is the channel's
  * version for select (a partner appearing is what makes a case ready).
  *
+ * Unbounded channels keep their values in chan_list.c's list of blocks,
+ * with head and tail as its position words (bit 0 of tail means closed,
+ * so mark_bit is 1 and close, is_closed and the version work unchanged).
+ * Their cap reads WEFT_UNBOUNDED and their slots point at one stand-in
+ * slot whose stamp no position matches, so the ring fast paths fall
+ * through to operate, which hands them to the list. Receivers park as on
+ * a ring; a sender parks only in the moment another sender links a new
+ * block. Wake-ups follow the ring's rules: a sender reads
+ * receivers_waiting after its tail CAS and before its commit (the store
+ * that lets a receiver free the channel), claiming a receiver before and
+ * waking it after; whoever moves the head or the tail into a new block
+ * wakes every waiter of that side, since each may now proceed.
+ *
  * Close sets the mark bit under the lock and claims every queued waiter:
  * buffered waiters retry (and find the close), unbuffered ones are told
  * WEFT_ECLOSED directly. A sender never succeeds after the mark is set: the
