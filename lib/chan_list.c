@@ -53,11 +53,11 @@
  *
  * Freeing. A block is done when each of its slots is READ, or SKIPPED and
  * WRITTEN: READ is a receiver's last access, the fetch_ors are each side's
- * last access to a skipped slot. Whoever moves the head past a block puts
- * it on the retired list, under retire_lock (once per 31 values), and
- * frees every retired block that is done; one that waits for a preempted
- * reader or writer stays listed and goes at a later move or at
- * weft__list_free. So memory returns to the allocator as the queue
+ * last access to a skipped slot. Whoever moves the head past a block
+ * frees it if it is done and no other is listed; otherwise it lists the
+ * block, under retire_lock, and frees every listed block that is done. A
+ * block that waits for a preempted reader or writer stays listed and goes
+ * at a later move or at weft__list_free. So memory returns to the allocator as the queue
  * drains, and receives do no read-modify-write beyond the head CAS (a
  * crossbeam receive also does a fetch_or, for its freeing protocol). A
  * freed block becomes the spare if there is none, so a channel that stays
@@ -143,6 +143,10 @@ static weft__list_block *take_block(weft__list *list) {
 
 /* A block nobody uses any more: the spare if there is none, else freed. */
 static void give_block(weft__list *list, weft__list_block *block) {
+    if (atomic_load_explicit(&list->spare, memory_order_relaxed)) {
+        weft__free(block);
+        return;
+    }
     reset_block(list, block);
     weft__list_block *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&list->spare, &none, block, memory_order_release,
@@ -169,6 +173,7 @@ weft__list *weft__list_new(size_t elem_size) {
     atomic_init(&list->tail_block, first);
     atomic_init(&list->head_block, first);
     atomic_init(&list->spare, NULL);
+    atomic_init(&list->retired_count, 0);
     pthread_mutex_init(&list->retire_lock, NULL);
     return list;
 
@@ -257,12 +262,19 @@ static bool block_done(const weft__list *list, weft__list_block *block) {
 }
 
 /* List block, which the head has left, and free every retired block that
- * is done. */
+ * is done. Usually none is listed and the block is done: then no lock. A
+ * block listed meanwhile by another retire is scanned by that one. */
 static void retire(weft__list *list, weft__list_block *block) {
+    if (atomic_load_explicit(&list->retired_count, memory_order_relaxed) == 0 &&
+        block_done(list, block)) {
+        give_block(list, block);
+        return;
+    }
     weft__list_block *done = NULL;
     pthread_mutex_lock(&list->retire_lock);
     block->retired_next = list->retired;
     list->retired = block;
+    long listed = 0;
     for (weft__list_block **link = &list->retired; *link;) {
         weft__list_block *retired = *link;
         if (block_done(list, retired)) {
@@ -271,8 +283,10 @@ static void retire(weft__list *list, weft__list_block *block) {
             done = retired;
         } else {
             link = &retired->retired_next;
+            listed++;
         }
     }
+    atomic_store_explicit(&list->retired_count, listed, memory_order_relaxed);
     pthread_mutex_unlock(&list->retire_lock);
     while (done) {
         weft__list_block *next = done->retired_next;

@@ -32,6 +32,7 @@ typedef struct {
     _Atomic(weft__list_block *) spare;
     pthread_mutex_t retire_lock;
     weft__list_block *retired; /* under retire_lock: left by the head, not yet all read */
+    atomic_long retired_count; /* their number: written under retire_lock, read without */
 } weft__list;
 
 /* A slot reserved by weft__list_reserve, for weft__list_value and
