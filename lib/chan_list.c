@@ -72,54 +72,36 @@
 #include "weft/error.h"
 #include "weft/select.h"
 
+/* The header's names, short. */
 enum {
-    BLOCK_SLOTS = 31,
-    LAP = 32,
-    LAST = BLOCK_SLOTS - 1, /* the slot whose sender links the next block */
-    BETWEEN = BLOCK_SLOTS,  /* the offset of the step between two blocks */
+    BLOCK_SLOTS = WEFT__LIST_SLOTS,
+    LAP = WEFT__LIST_LAP,
+    LAST = WEFT__LIST_LAST,
+    BETWEEN = WEFT__LIST_BETWEEN,
+    WRITTEN = WEFT__LIST_WRITTEN,
+    READ = WEFT__LIST_READ,
+    SKIPPED = WEFT__LIST_SKIPPED,
     /* How long an attempt polls a half-finished step before it says
      * WEFT_EAGAIN or moves past it: a running thread finishes in well under
      * this (a copy and a store). */
     TRY_POLLS = 64,
 };
+#define STEP WEFT__LIST_STEP
+#define TAIL_AHEAD WEFT__LIST_TAIL_AHEAD
 
-#define STEP ((uint64_t)2) /* one position */
-/* Bit 0 of head: the tail is in a later block, so every slot left in the
- * head's block is reserved and a receiver need not read the tail. */
-#define TAIL_AHEAD ((uint64_t)1)
-
-enum { WRITTEN = 1, READ = 2, SKIPPED = 4 };
-
-typedef struct {
-    atomic_uint_fast64_t state; /* WRITTEN | READ | SKIPPED */
-    /* elem_size bytes of value follow, 8-byte aligned */
-} slot;
-
-struct weft__list_block {
-    _Atomic(weft__list_block *) next; /* set by the linker before it writes slot LAST */
-    weft__list_block *retired_next;   /* under retire_lock */
-    /* BLOCK_SLOTS slots follow */
-};
+typedef weft__list_slot slot;
 
 void (*weft__list_reserved_hook)(void);
 
 static inline uint64_t position(uint64_t word) { return word >> 1; }
 
-static inline unsigned offset_of(uint64_t word) { return (unsigned)(position(word) % LAP); }
+static inline unsigned offset_of(uint64_t word) { return weft__list_offset(word); }
 
 static inline slot *slot_at(const weft__list *list, weft__list_block *block, unsigned offset) {
-    return (slot *)((unsigned char *)(block + 1) + offset * list->slot_size);
+    return weft__list_slot_at(list, block, offset);
 }
 
-static inline void *slot_value(slot *s) { return (unsigned char *)s + sizeof(slot); }
-
-/* The common element sizes compile to a move, not a call of memcpy. */
-static inline void copy_out(void *to, const void *from, size_t size) {
-    if (size == 8)
-        memcpy(to, from, 8);
-    else
-        memcpy(to, from, size);
-}
+static inline void *slot_value(slot *s) { return weft__list_slot_value(s); }
 
 /* A block as new: no next, no slot touched. */
 static void reset_block(const weft__list *list, weft__list_block *block) {
@@ -202,7 +184,8 @@ void weft__list_free(weft__list *list) {
     weft__free(list);
 }
 
-int weft__list_reserve(weft__list *list, atomic_uint_fast64_t *tail, weft__list_ticket *ticket) {
+int weft__list_reserve_slow(weft__list *list, atomic_uint_fast64_t *tail,
+                            weft__list_ticket *ticket) {
     weft__backoff backoff = {0};
     unsigned polls = 0;
     weft__list_block *linked = NULL; /* allocated for slot LAST, not yet linked */
@@ -245,10 +228,6 @@ int weft__list_reserve(weft__list *list, atomic_uint_fast64_t *tail, weft__list_
     }
     if (linked) give_block(list, linked);
     return result;
-}
-
-void *weft__list_value(const weft__list *list, const weft__list_ticket *ticket) {
-    return slot_value(slot_at(list, ticket->block, ticket->offset));
 }
 
 /* Whether every slot of block has had its last access. */
@@ -307,11 +286,8 @@ static void move_head(weft__list *list, atomic_uint_fast64_t *head, weft__list_b
     retire(list, block);
 }
 
-bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
-                       const weft__list_ticket *ticket, bool *moved_head) {
-    slot *s = slot_at(list, ticket->block, ticket->offset);
-    uint64_t before = atomic_fetch_or_explicit(&s->state, WRITTEN, memory_order_acq_rel);
-    if (!(before & SKIPPED)) return true;
+bool weft__list_commit_skipped(weft__list *list, atomic_uint_fast64_t *head,
+                               const weft__list_ticket *ticket, bool *moved_head) {
     /* The receiver of slot LAST moved past it without the next block. */
     if (ticket->offset == LAST) {
         move_head(list, head, ticket->block, ticket->linked);
@@ -336,7 +312,7 @@ static int take_slot(weft__list *list, atomic_uint_fast64_t *head, weft__list_bl
         weft__backoff_snooze(&backoff);
         state = atomic_load_explicit(&s->state, memory_order_acquire);
     }
-    if (elem) copy_out(elem, slot_value(s), list->elem_size);
+    if (elem) weft__list_copy(elem, slot_value(s), list->elem_size);
     weft__list_block *next =
         offset == LAST ? atomic_load_explicit(&block->next, memory_order_acquire) : NULL;
     atomic_store_explicit(&s->state, state | READ, memory_order_release);
@@ -347,8 +323,16 @@ static int take_slot(weft__list *list, atomic_uint_fast64_t *head, weft__list_bl
     return 0;
 }
 
-int weft__list_take(weft__list *list, atomic_uint_fast64_t *head, const atomic_uint_fast64_t *tail,
-                    void *elem, bool patient, bool *moved_head) {
+int weft__list_take_claimed(weft__list *list, atomic_uint_fast64_t *head,
+                            const atomic_uint_fast64_t *tail, weft__list_block *block,
+                            unsigned offset, void *elem, bool patient, bool *moved_head) {
+    if (take_slot(list, head, block, offset, elem, patient, moved_head) == 0) return 0;
+    return weft__list_take_slow(list, head, tail, elem, patient, moved_head);
+}
+
+int weft__list_take_slow(weft__list *list, atomic_uint_fast64_t *head,
+                         const atomic_uint_fast64_t *tail, void *elem, bool patient,
+                         bool *moved_head) {
     weft__backoff backoff = {0};
     uint64_t word = atomic_load_explicit(head, memory_order_acquire);
     for (;;) {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct weft__list_block weft__list_block;
 
@@ -55,25 +56,105 @@ weft__list *weft__list_new(size_t elem_size);
  * may be under way. */
 void weft__list_free(weft__list *list);
 
+/* ---- the operations: fast paths inline (chan.c), the rest in chan_list.c */
+
+enum {
+    WEFT__LIST_SLOTS = 31,                  /* values per block */
+    WEFT__LIST_LAP = 32,                    /* positions per block */
+    WEFT__LIST_LAST = WEFT__LIST_SLOTS - 1, /* the slot whose sender links the next block */
+    WEFT__LIST_BETWEEN = WEFT__LIST_SLOTS,  /* the offset of the step between two blocks */
+};
+enum { WEFT__LIST_WRITTEN = 1, WEFT__LIST_READ = 2, WEFT__LIST_SKIPPED = 4 };
+#define WEFT__LIST_STEP ((uint64_t)2) /* one position */
+/* Bit 0 of head: the tail is in a later block, so every slot left in the
+ * head's block is reserved and a receiver need not read the tail. */
+#define WEFT__LIST_TAIL_AHEAD ((uint64_t)1)
+
+typedef struct {
+    atomic_uint_fast64_t state; /* WRITTEN | READ | SKIPPED */
+    /* elem_size bytes of value follow, 8-byte aligned */
+} weft__list_slot;
+
+struct weft__list_block {
+    _Atomic(weft__list_block *) next; /* set by the linker before it writes slot LAST */
+    weft__list_block *retired_next;   /* under retire_lock */
+    /* WEFT__LIST_SLOTS slots follow */
+};
+
+static inline unsigned weft__list_offset(uint64_t word) {
+    return (unsigned)((word >> 1) % WEFT__LIST_LAP);
+}
+
+static inline weft__list_slot *weft__list_slot_at(const weft__list *list, weft__list_block *block,
+                                                  unsigned offset) {
+    return (weft__list_slot *)((unsigned char *)(block + 1) + offset * list->slot_size);
+}
+
+static inline void *weft__list_slot_value(weft__list_slot *slot) {
+    return (unsigned char *)slot + sizeof *slot;
+}
+
+/* The common element size compiles to a move, not a call of memcpy. */
+static inline void weft__list_copy(void *to, const void *from, size_t size) {
+    if (size == 8)
+        memcpy(to, from, 8);
+    else
+        memcpy(to, from, size);
+}
+
+int weft__list_reserve_slow(weft__list *list, atomic_uint_fast64_t *tail,
+                            weft__list_ticket *ticket);
+bool weft__list_commit_skipped(weft__list *list, atomic_uint_fast64_t *head,
+                               const weft__list_ticket *ticket, bool *moved_head);
+int weft__list_take_claimed(weft__list *list, atomic_uint_fast64_t *head,
+                            const atomic_uint_fast64_t *tail, weft__list_block *block,
+                            unsigned offset, void *elem, bool patient, bool *moved_head);
+int weft__list_take_slow(weft__list *list, atomic_uint_fast64_t *head,
+                         const atomic_uint_fast64_t *tail, void *elem, bool patient,
+                         bool *moved_head);
+
 /* Reserve the slot at the tail. Returns 0 (ticket filled: write the value,
  * then commit), WEFT_ECLOSED, WEFT_ENOMEM (the send needed a new block and
  * none could be allocated: nothing was reserved), or WEFT_EAGAIN: another
  * sender is linking the next block and did not finish within a few polls.
  * Never waits longer. A ticket with linked set has made room for senders
- * that were told WEFT_EAGAIN. */
-int weft__list_reserve(weft__list *list, atomic_uint_fast64_t *tail, weft__list_ticket *ticket);
+ * that were told WEFT_EAGAIN. Inline: a slot before the block's last, won
+ * at the first CAS. */
+static inline int weft__list_reserve(weft__list *list, atomic_uint_fast64_t *tail,
+                                     weft__list_ticket *ticket) {
+    uint64_t word = atomic_load_explicit(tail, memory_order_acquire);
+    unsigned offset = weft__list_offset(word);
+    if (!(word & WEFT__LIST_CLOSED) && offset < WEFT__LIST_LAST) {
+        weft__list_block *block = atomic_load_explicit(&list->tail_block, memory_order_acquire);
+        if (atomic_compare_exchange_strong_explicit(tail, &word, word + WEFT__LIST_STEP,
+                                                    memory_order_seq_cst, memory_order_relaxed)) {
+            *ticket = (weft__list_ticket){.block = block, .offset = offset};
+            return 0;
+        }
+    }
+    return weft__list_reserve_slow(list, tail, ticket);
+}
 
 /* Where the reserved slot's value goes. */
-void *weft__list_value(const weft__list *list, const weft__list_ticket *ticket);
+static inline void *weft__list_value(const weft__list *list, const weft__list_ticket *ticket) {
+    return weft__list_slot_value(weft__list_slot_at(list, ticket->block, ticket->offset));
+}
 
-/* Publish the reserved slot. Returns true: delivered, and the caller may
- * no longer touch the channel (a receiver may take the value and free
- * it). Returns false: a receiver gave up waiting for this slot and moved
- * past it; the value is not queued and the send must reserve again. Then
- * *moved_head may be set: the head moved into the next block, which may
- * have made values available to parked receivers. */
-bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
-                       const weft__list_ticket *ticket, bool *moved_head);
+/* Publish the reserved slot (a release fetch_or of WRITTEN). Returns true:
+ * delivered, and the caller may no longer touch the channel (a receiver
+ * may take the value and free it). Returns false: a receiver gave up
+ * waiting for this slot and moved past it; the value is not queued and
+ * the send must reserve again. Then *moved_head may be set: the head moved
+ * into the next block, which may have made values available to parked
+ * receivers. */
+static inline bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
+                                     const weft__list_ticket *ticket, bool *moved_head) {
+    weft__list_slot *slot = weft__list_slot_at(list, ticket->block, ticket->offset);
+    uint64_t before =
+        atomic_fetch_or_explicit(&slot->state, WEFT__LIST_WRITTEN, memory_order_acq_rel);
+    if (!(before & WEFT__LIST_SKIPPED)) return true;
+    return weft__list_commit_skipped(list, head, ticket, moved_head);
+}
 
 /* Take the value at the head into elem (NULL: discard). Returns 0,
  * WEFT_ECLOSED (closed and drained), or WEFT_EAGAIN: empty, or the value
@@ -81,9 +162,37 @@ bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
  * next block) by a thread that did not finish in time. patient gives that
  * thread a few microseconds, yielding the CPU, before moving past its
  * slot; otherwise a few polls. Sets *moved_head when this call moved the
- * head into the next block. */
-int weft__list_take(weft__list *list, atomic_uint_fast64_t *head, const atomic_uint_fast64_t *tail,
-                    void *elem, bool patient, bool *moved_head);
+ * head into the next block. Inline: a written slot before the block's
+ * last, won at the first CAS. */
+static inline int weft__list_take(weft__list *list, atomic_uint_fast64_t *head,
+                                  const atomic_uint_fast64_t *tail, void *elem, bool patient,
+                                  bool *moved_head) {
+    uint64_t word = atomic_load_explicit(head, memory_order_acquire);
+    unsigned offset = weft__list_offset(word);
+    if (offset < WEFT__LIST_LAST) {
+        uint64_t next = word + WEFT__LIST_STEP;
+        if (!(word & WEFT__LIST_TAIL_AHEAD)) {
+            uint64_t tail_word = atomic_load(tail);
+            if ((tail_word >> 1) == (word >> 1)) /* empty, or closed and drained */
+                return weft__list_take_slow(list, head, tail, elem, patient, moved_head);
+            if ((tail_word >> 1) / WEFT__LIST_LAP != (word >> 1) / WEFT__LIST_LAP)
+                next |= WEFT__LIST_TAIL_AHEAD;
+        }
+        weft__list_block *block = atomic_load_explicit(&list->head_block, memory_order_acquire);
+        if (atomic_compare_exchange_strong_explicit(head, &word, next, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            weft__list_slot *slot = weft__list_slot_at(list, block, offset);
+            uint64_t state = atomic_load_explicit(&slot->state, memory_order_acquire);
+            if (!(state & WEFT__LIST_WRITTEN))
+                return weft__list_take_claimed(list, head, tail, block, offset, elem, patient,
+                                               moved_head);
+            if (elem) weft__list_copy(elem, weft__list_slot_value(slot), list->elem_size);
+            atomic_store_explicit(&slot->state, state | WEFT__LIST_READ, memory_order_release);
+            return 0;
+        }
+    }
+    return weft__list_take_slow(list, head, tail, elem, patient, moved_head);
+}
 
 /* Whether an operation of direction dir (WEFT_SEND, WEFT_RECV) could
  * proceed now, or the channel is closed: seq_cst loads of head and tail,
