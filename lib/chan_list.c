@@ -21,20 +21,22 @@
  * a fetch_add, which keeps a concurrent close's mark. Senders that find
  * the tail at offset 31 poll a few times and then say WEFT_EAGAIN (chan.c
  * parks a blocking one; the linker wakes it). The sender writes the value
- * and publishes it by setting WRITTEN in the slot's state with a fetch_or
- * (release), which also tells it whether a receiver gave up on the slot.
+ * and publishes it by setting WRITTEN in the slot's state (release) with
+ * an atomic add, which also tells it whether a receiver gave up on the
+ * slot. (Each bit is set once, by one thread, so an add is an or; x86 has
+ * it as one lock xadd, where this fetch_or would be a load and a CAS.)
  *
  * A receive: CAS head from its position to the next (seq_cst) if tail is
  * beyond it, and the slot is the receiver's. If WRITTEN is set (acquire)
  * it copies the value out and stores READ (release), the last touch of a
- * slot. If not, the sender is between its CAS and its fetch_or. crossbeam
+ * slot. If not, the sender is between its CAS and its add. crossbeam
  * waits here without bound, also in try_recv (crossbeam#997,
  * rust-lang/rust#112723); we poll briefly (longer, yielding, for a
- * blocking receive), then set SKIPPED with a fetch_or. If that finds
+ * blocking receive), then set SKIPPED with an add. If that finds
  * WRITTEN, the value arrived meanwhile and is taken. If not, the receiver
  * has given the slot up and goes on to the next position; the sender's
- * fetch_or then finds SKIPPED, and it sends the value again, at the tail.
- * Exactly one of the two fetch_ors sees the other's bit, so the value is
+ * add then finds SKIPPED, and it sends the value again, at the tail.
+ * Exactly one of the two adds sees the other's bit, so the value is
  * received once or sent again, never both. The value was not sent yet
  * (the call has not returned), so per-sender FIFO holds, and a close that
  * overtakes the second attempt makes that send report WEFT_ECLOSED, as a
@@ -43,7 +45,7 @@
  * The head into the next block. Whoever takes slot 30 moves the head on:
  * the receiver, if WRITTEN was set (the linker stores block->next before
  * writing slot 30, so it is visible); or, if the receiver skipped slot 30,
- * its sender, which learns it from its fetch_or and knows the next block
+ * its sender, which learns it from its add and knows the next block
  * itself. So the head never waits for a link either. Meanwhile receivers
  * see the head at offset 31 and say WEFT_EAGAIN. head_block is stored
  * (release) before the head word (seq_cst), as tail_block before the tail
@@ -52,7 +54,7 @@
  * CAS that fails.
  *
  * Freeing. A block is done when each of its slots is READ, or SKIPPED and
- * WRITTEN: READ is a receiver's last access, the fetch_ors are each side's
+ * WRITTEN: READ is a receiver's last access, the adds are each side's
  * last access to a skipped slot. Whoever moves the head past a block
  * frees it if it is done and no other is listed; otherwise it lists the
  * block, under retire_lock, and frees every listed block that is done. A
@@ -305,7 +307,7 @@ static int take_slot(weft__list *list, atomic_uint_fast64_t *head, weft__list_bl
     weft__backoff backoff = {0};
     while (!(state & WRITTEN)) {
         if (patient ? weft__backoff_done(&backoff) : backoff.step >= TRY_POLLS) {
-            state = atomic_fetch_or_explicit(&s->state, SKIPPED, memory_order_acq_rel);
+            state = atomic_fetch_add_explicit(&s->state, SKIPPED, memory_order_acq_rel);
             if (!(state & WRITTEN)) return WEFT_EAGAIN;
             break;
         }

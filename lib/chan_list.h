@@ -140,7 +140,7 @@ static inline void *weft__list_value(const weft__list *list, const weft__list_ti
     return weft__list_slot_value(weft__list_slot_at(list, ticket->block, ticket->offset));
 }
 
-/* Publish the reserved slot (a release fetch_or of WRITTEN). Returns true:
+/* Publish the reserved slot (WRITTEN, with release order). Returns true:
  * delivered, and the caller may no longer touch the channel (a receiver
  * may take the value and free it). Returns false: a receiver gave up
  * waiting for this slot and moved past it; the value is not queued and
@@ -150,8 +150,12 @@ static inline void *weft__list_value(const weft__list *list, const weft__list_ti
 static inline bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
                                      const weft__list_ticket *ticket, bool *moved_head) {
     weft__list_slot *slot = weft__list_slot_at(list, ticket->block, ticket->offset);
+    /* An add, which sets WRITTEN as an or would (only this call sets it):
+     * x86 has it as one lock xadd, where a fetch_or whose result is tested
+     * for another bit becomes a load and a CAS loop, two transfers of a
+     * cache line that other senders' slots share. */
     uint64_t before =
-        atomic_fetch_or_explicit(&slot->state, WEFT__LIST_WRITTEN, memory_order_acq_rel);
+        atomic_fetch_add_explicit(&slot->state, WEFT__LIST_WRITTEN, memory_order_acq_rel);
     if (!(before & WEFT__LIST_SKIPPED)) return true;
     return weft__list_commit_skipped(list, head, ticket, moved_head);
 }
