@@ -59,11 +59,16 @@
  * frees it if it is done and no other is listed; otherwise it lists the
  * block, under retire_lock, and frees every listed block that is done. A
  * block that waits for a preempted reader or writer stays listed and goes
- * at a later move or at weft__list_free. So memory returns to the allocator as the queue
- * drains, and receives do no read-modify-write beyond the head CAS (a
- * crossbeam receive also does a fetch_or, for its freeing protocol). A
+ * at a later move or at weft__list_free. So memory returns to the
+ * allocator as the queue drains (glibc keeps it in the process until
+ * malloc_trim), and receives do no read-modify-write beyond the head CAS
+ * (a crossbeam receive also does a fetch_or, for its freeing protocol). A
  * freed block becomes the spare if there is none, so a channel that stays
- * short allocates nothing. */
+ * short allocates nothing.
+ *
+ * The uncontended reserve, commit and take are inline in chan_list.h, for
+ * chan.c; this file has the rest of each: lost races, the block's last
+ * slot, the step between blocks, a half-written slot, and the blocks. */
 #include "chan_list.h"
 
 #include <errno.h>

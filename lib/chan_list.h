@@ -5,7 +5,8 @@
  *
  * A send is three steps, so that chan.c can look for a parked receiver
  * between writing the value and publishing it: reserve a slot, copy the
- * value into it (weft__list_value), commit. A receive is one call. */
+ * value into it (weft__list_value), commit. A receive is one call. The
+ * common case of each is inline here; the rest is in chan_list.c. */
 #ifndef WEFT_LIB_CHAN_LIST_H
 #define WEFT_LIB_CHAN_LIST_H
 
