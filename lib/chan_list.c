@@ -1,7 +1,8 @@
 /* The unbounded channel's queue: blocks of 31 slots in a linked list, the
  * shape of crossbeam-channel's list flavour, with two changes: no
- * operation waits for another thread's half-finished step, and a receive
- * adds no read-modify-write of its own.
+ * operation waits for another thread's half-finished step, and neither a
+ * send nor a receive does a read-modify-write beyond its position CAS
+ * (crossbeam does one more on each side).
  *
  * Positions. head and tail (chan.c's words) count slots: position << 1,
  * with bit 0 of tail meaning closed and bit 0 of head that the tail is in
@@ -20,32 +21,42 @@
  * tail_block, and moves the tail from offset 31 to the next block's 0 with
  * a fetch_add, which keeps a concurrent close's mark. Senders that find
  * the tail at offset 31 poll a few times and then say WEFT_EAGAIN (chan.c
- * parks a blocking one; the linker wakes it). The sender writes the value
- * and publishes it by setting WRITTEN in the slot's state (release) with
- * an atomic add, which also tells it whether a receiver gave up on the
- * slot. (Each bit is set once, by one thread, so an add is an or; x86 has
- * it as one lock xadd, where this fetch_or would be a load and a CAS.)
+ * parks a blocking one; the linker wakes it). The sender writes the value,
+ * stores WRITTEN in the slot's sender word (release), loads the receiver
+ * word, and stores SENT: its last touch of the block.
  *
  * A receive: CAS head from its position to the next (seq_cst) if tail is
  * beyond it, and the slot is the receiver's. If WRITTEN is set (acquire)
- * it copies the value out and stores READ (release), the last touch of a
- * slot. If not, the sender is between its CAS and its add. crossbeam
- * waits here without bound, also in try_recv (crossbeam#997,
- * rust-lang/rust#112723); we poll briefly (longer, yielding, for a
- * blocking receive), then set SKIPPED with an add. If that finds
- * WRITTEN, the value arrived meanwhile and is taken. If not, the receiver
- * has given the slot up and goes on to the next position; the sender's
- * add then finds SKIPPED, and it sends the value again, at the tail.
- * Exactly one of the two adds sees the other's bit, so the value is
- * received once or sent again, never both. The value was not sent yet
- * (the call has not returned), so per-sender FIFO holds, and a close that
- * overtakes the second attempt makes that send report WEFT_ECLOSED, as a
- * send concurrent with a close may.
+ * it copies the value out and stores READ in the receiver word (release),
+ * its last touch of the slot. If not, the sender is between its CAS and
+ * its store. crossbeam waits here without bound, also in try_recv
+ * (crossbeam#997, rust-lang/rust#112723); we poll briefly (longer,
+ * yielding, for a blocking receive), then give the slot up: set GAVE_UP,
+ * fence, and load the sender word again. The sender's store-then-load and
+ * the receiver's are Dekker's pair: at least one sees the other's store.
+ * The sender orders its pair with a compiler barrier only, and the rare
+ * receiver that gives up makes it a real one with membarrier(2)
+ * (MEMBARRIER_CMD_PRIVATE_EXPEDITED: a barrier on every running thread of
+ * the process; one that is not running passed one when it stopped), as
+ * liburcu and folly's asymmetric fences do; without membarrier both use
+ * seq_cst fences. Then:
+ *   - the sender saw no GAVE_UP: the receiver sees WRITTEN, sets TAKEN,
+ *     and takes the value;
+ *   - the receiver saw no WRITTEN: the sender sees GAVE_UP, sets RESENT,
+ *     and sends its value again, at the tail; the receiver goes on to the
+ *     next position;
+ *   - both saw the other: each sets its bit (TAKEN, RESENT) with a
+ *     fetch_or, and the first has the value.
+ * A receiver that gave up ends by setting RDONE, its last touch. The value
+ * of a resent send was not sent yet (the call has not returned), so
+ * per-sender FIFO holds, and a close that overtakes the second attempt
+ * makes that send report WEFT_ECLOSED, as a send concurrent with a close
+ * may.
  *
  * The head into the next block. Whoever takes slot 30 moves the head on:
  * the receiver, if WRITTEN was set (the linker stores block->next before
  * writing slot 30, so it is visible); or, if the receiver skipped slot 30,
- * its sender, which learns it from its add and knows the next block
+ * its sender, which learns it as it sets RESENT and knows the next block
  * itself. So the head never waits for a link either. Meanwhile receivers
  * see the head at offset 31 and say WEFT_EAGAIN. head_block is stored
  * (release) before the head word (seq_cst), as tail_block before the tail
@@ -53,17 +64,15 @@
  * pointer gets that position's block or, if the position has moved on, a
  * CAS that fails.
  *
- * Freeing. A block is done when each of its slots is READ, or SKIPPED and
- * WRITTEN: READ is a receiver's last access, the adds are each side's
- * last access to a skipped slot. Whoever moves the head past a block
- * frees it if it is done and no other is listed; otherwise it lists the
- * block, under retire_lock, and frees every listed block that is done. A
- * block that waits for a preempted reader or writer stays listed and goes
- * at a later move or at weft__list_free. So memory returns to the
+ * Freeing. A block is done when each of its slots is SENT, and READ or
+ * RDONE: each side's last access. A receiver may free the channel as soon
+ * as it has a value, before its sender has stored SENT, so the last
+ * release (weft__list_free) waits for SENT in every written slot. Whoever moves the head past a
+ * block frees it if it is done and no other is listed; otherwise it lists the block, under
+ * retire_lock, and frees every listed block that is done. A block that waits for a preempted reader
+ * or writer stays listed and goes at a later move or at weft__list_free. So memory returns to the
  * allocator as the queue drains (glibc keeps it in the process until
- * malloc_trim), and receives do no read-modify-write beyond the head CAS
- * (a crossbeam receive also does a fetch_or, for its freeing protocol). A
- * freed block becomes the spare if there is none, so a channel that stays
+ * malloc_trim). A freed block becomes the spare if there is none, so a channel that stays
  * short allocates nothing.
  *
  * The uncontended reserve, commit and take are inline in chan_list.h, for
@@ -72,10 +81,14 @@
 #include "chan_list.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "backoff.h"
+#include "panic.h"
 #include "weft/error.h"
 #include "weft/select.h"
 
@@ -86,8 +99,12 @@ enum {
     LAST = WEFT__LIST_LAST,
     BETWEEN = WEFT__LIST_BETWEEN,
     WRITTEN = WEFT__LIST_WRITTEN,
+    SENT = WEFT__LIST_SENT,
     READ = WEFT__LIST_READ,
-    SKIPPED = WEFT__LIST_SKIPPED,
+    GAVE_UP = WEFT__LIST_GAVE_UP,
+    TAKEN = WEFT__LIST_TAKEN,
+    RESENT = WEFT__LIST_RESENT,
+    RDONE = WEFT__LIST_RDONE,
     /* How long an attempt polls a half-finished step before it says
      * WEFT_EAGAIN or moves past it: a running thread finishes in well under
      * this (a copy and a store). */
@@ -99,6 +116,29 @@ enum {
 typedef weft__list_slot slot;
 
 void (*weft__list_reserved_hook)(void);
+
+bool weft__list_asymmetric;
+
+static long membarrier(int command) { return syscall(__NR_membarrier, command, 0, 0); }
+
+static void register_membarrier(void) {
+    weft__list_asymmetric = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+/* A receiver's half of the Dekker pair with a sender's commit: a full
+ * barrier here and, when senders order theirs by a compiler barrier only,
+ * on every thread of the process that is running now (a thread that is
+ * not running passed one when it stopped). A forked child is not
+ * registered: it registers again. */
+static void heavy_fence(void) {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!weft__list_asymmetric) return;
+    if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+        return;
+    weft__panic("membarrier failed after it had been registered");
+}
 
 static inline uint64_t position(uint64_t word) { return word >> 1; }
 
@@ -126,8 +166,10 @@ static void lost_race(weft__backoff *backoff) {
 static void reset_block(const weft__list *list, weft__list_block *block) {
     atomic_store_explicit(&block->next, NULL, memory_order_relaxed);
     block->retired_next = NULL;
-    for (unsigned i = 0; i < BLOCK_SLOTS; i++)
-        atomic_store_explicit(&slot_at(list, block, i)->state, 0, memory_order_relaxed);
+    for (unsigned i = 0; i < BLOCK_SLOTS; i++) {
+        atomic_store_explicit(&slot_at(list, block, i)->sender, 0, memory_order_relaxed);
+        atomic_store_explicit(&slot_at(list, block, i)->receiver, 0, memory_order_relaxed);
+    }
 }
 
 /* The spare, or a new block; NULL when memory runs out. Published to
@@ -156,6 +198,8 @@ static void give_block(weft__list *list, weft__list_block *block) {
 }
 
 weft__list *weft__list_new(size_t elem_size) {
+    static pthread_once_t registered = PTHREAD_ONCE_INIT;
+    pthread_once(&registered, register_membarrier);
     size_t value_size = (elem_size + 7) & ~(size_t)7;
     if (value_size < elem_size ||
         value_size > (SIZE_MAX - sizeof(weft__list_block)) / BLOCK_SLOTS - sizeof(slot)) {
@@ -185,17 +229,29 @@ no_memory:
     return NULL;
 }
 
+/* Wait out senders whose value a receiver may have taken but who have not
+ * stored SENT, their last touch of block: the receiver may have released
+ * the channel at once. Between the two stores only a preempted sender
+ * stays long. */
+static void free_block(const weft__list *list, weft__list_block *block) {
+    for (unsigned i = 0; i < BLOCK_SLOTS; i++) {
+        _Atomic uint32_t *sender = &slot_at(list, block, i)->sender;
+        while (atomic_load_explicit(sender, memory_order_acquire) == WRITTEN) sched_yield();
+    }
+    weft__free(block);
+}
+
 void weft__list_free(weft__list *list) {
     if (!list) return;
     weft__list_block *block = atomic_load(&list->head_block);
     while (block) {
         weft__list_block *next = atomic_load(&block->next);
-        weft__free(block);
+        free_block(list, block);
         block = next;
     }
     for (block = list->retired; block;) {
         weft__list_block *next = block->retired_next;
-        weft__free(block);
+        free_block(list, block);
         block = next;
     }
     weft__free(atomic_load(&list->spare));
@@ -252,9 +308,10 @@ int weft__list_reserve_slow(weft__list *list, atomic_uint_fast64_t *tail,
 /* Whether every slot of block has had its last access. */
 static bool block_done(const weft__list *list, weft__list_block *block) {
     for (unsigned i = 0; i < BLOCK_SLOTS; i++) {
-        uint64_t state =
-            atomic_load_explicit(&slot_at(list, block, i)->state, memory_order_acquire);
-        if (!(state & READ) && (state & (WRITTEN | SKIPPED)) != (WRITTEN | SKIPPED)) return false;
+        slot *s = slot_at(list, block, i);
+        if (!(atomic_load_explicit(&s->sender, memory_order_acquire) & SENT) ||
+            !(atomic_load_explicit(&s->receiver, memory_order_acquire) & (READ | RDONE)))
+            return false;
     }
     return true;
 }
@@ -305,8 +362,14 @@ static void move_head(weft__list *list, atomic_uint_fast64_t *head, weft__list_b
     retire(list, block);
 }
 
-bool weft__list_commit_skipped(weft__list *list, atomic_uint_fast64_t *head,
-                               const weft__list_ticket *ticket, bool *moved_head) {
+/* The commit found GAVE_UP: whichever of us and the receiver sets its bit
+ * (RESENT, TAKEN) first has the value. */
+bool weft__list_commit_contended(weft__list *list, atomic_uint_fast64_t *head,
+                                 const weft__list_ticket *ticket, bool *moved_head) {
+    slot *s = slot_at(list, ticket->block, ticket->offset);
+    uint32_t before = atomic_fetch_or_explicit(&s->receiver, RESENT, memory_order_acq_rel);
+    atomic_store_explicit(&s->sender, WRITTEN | SENT, memory_order_release);
+    if (before & TAKEN) return true;
     /* The receiver of slot LAST moved past it without the next block. */
     if (ticket->offset == LAST) {
         move_head(list, head, ticket->block, ticket->linked);
@@ -320,21 +383,33 @@ bool weft__list_commit_skipped(weft__list *list, atomic_uint_fast64_t *head,
 static int take_slot(weft__list *list, atomic_uint_fast64_t *head, weft__list_block *block,
                      unsigned offset, void *elem, bool patient, bool *moved_head) {
     slot *s = slot_at(list, block, offset);
-    uint64_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+    uint32_t done = READ; /* what our last store sets in the receiver word */
     weft__backoff backoff = {0};
-    while (!(state & WRITTEN)) {
+    while (!(atomic_load_explicit(&s->sender, memory_order_acquire) & WRITTEN)) {
         if (patient ? weft__backoff_done(&backoff) : backoff.step >= TRY_POLLS) {
-            state = atomic_fetch_add_explicit(&s->state, SKIPPED, memory_order_acq_rel);
-            if (!(state & WRITTEN)) return WEFT_EAGAIN;
+            /* Give up, unless the value arrived after all and we win it. */
+            atomic_fetch_or_explicit(&s->receiver, GAVE_UP, memory_order_seq_cst);
+            heavy_fence();
+            bool won = false;
+            if (atomic_load_explicit(&s->sender, memory_order_acquire) & WRITTEN)
+                won =
+                    !(atomic_fetch_or_explicit(&s->receiver, TAKEN, memory_order_acq_rel) & RESENT);
+            if (!won) {
+                atomic_fetch_or_explicit(&s->receiver, RDONE, memory_order_release);
+                return WEFT_EAGAIN;
+            }
+            done = RDONE;
             break;
         }
         weft__backoff_snooze(&backoff);
-        state = atomic_load_explicit(&s->state, memory_order_acquire);
     }
     if (elem) weft__list_copy(elem, slot_value(s), list->elem_size);
     weft__list_block *next =
         offset == LAST ? atomic_load_explicit(&block->next, memory_order_acquire) : NULL;
-    atomic_store_explicit(&s->state, state | READ, memory_order_release);
+    if (done == READ)
+        atomic_store_explicit(&s->receiver, READ, memory_order_release);
+    else
+        atomic_fetch_or_explicit(&s->receiver, RDONE, memory_order_release);
     if (offset == LAST) {
         move_head(list, head, block, next);
         *moved_head = true;

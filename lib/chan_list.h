@@ -22,7 +22,7 @@ typedef struct weft__list_block weft__list_block;
 typedef struct {
     /* Set by weft__list_new, read-only after. */
     size_t elem_size;
-    size_t slot_size;  /* a slot's state word and its value, 8-byte aligned */
+    size_t slot_size;  /* a slot's two state words and its value, 8-byte aligned */
     size_t block_size; /* the block header and its slots */
     /* The blocks the tail and the head are in: written once per block, by
      * the sender that links the next block (tail) and by whoever moves the
@@ -65,14 +65,23 @@ enum {
     WEFT__LIST_LAST = WEFT__LIST_SLOTS - 1, /* the slot whose sender links the next block */
     WEFT__LIST_BETWEEN = WEFT__LIST_SLOTS,  /* the offset of the step between two blocks */
 };
-enum { WEFT__LIST_WRITTEN = 1, WEFT__LIST_READ = 2, WEFT__LIST_SKIPPED = 4 };
+/* A slot's sender word (written by its sender only) and receiver word. */
+enum { WEFT__LIST_WRITTEN = 1, WEFT__LIST_SENT = 2 };
+enum {
+    WEFT__LIST_READ = 1,    /* taken at once: the receiver's last access */
+    WEFT__LIST_GAVE_UP = 2, /* the receiver stopped waiting for WRITTEN */
+    WEFT__LIST_TAKEN = 4,   /* ...then found it, and won the value */
+    WEFT__LIST_RESENT = 8,  /* ...and the sender won: it sends again */
+    WEFT__LIST_RDONE = 16,  /* a receiver that gave up has let go of the slot */
+};
 #define WEFT__LIST_STEP ((uint64_t)2) /* one position */
 /* Bit 0 of head: the tail is in a later block, so every slot left in the
  * head's block is reserved and a receiver need not read the tail. */
 #define WEFT__LIST_TAIL_AHEAD ((uint64_t)1)
 
 typedef struct {
-    atomic_uint_fast64_t state; /* WRITTEN | READ | SKIPPED */
+    _Atomic uint32_t sender;   /* WRITTEN, then SENT: the sender's last access */
+    _Atomic uint32_t receiver; /* READ, or GAVE_UP and the rest */
     /* elem_size bytes of value follow, 8-byte aligned */
 } weft__list_slot;
 
@@ -95,6 +104,11 @@ static inline void *weft__list_slot_value(weft__list_slot *slot) {
     return (unsigned char *)slot + sizeof *slot;
 }
 
+/* Whether a sender may order its store of WRITTEN before its load of the
+ * receiver word with a compiler barrier only, because a receiver that
+ * gives up forces the barrier on every running thread (membarrier(2)). */
+extern bool weft__list_asymmetric;
+
 /* The common element size compiles to a move, not a call of memcpy. */
 static inline void weft__list_copy(void *to, const void *from, size_t size) {
     if (size == 8)
@@ -105,8 +119,8 @@ static inline void weft__list_copy(void *to, const void *from, size_t size) {
 
 int weft__list_reserve_slow(weft__list *list, atomic_uint_fast64_t *tail,
                             weft__list_ticket *ticket);
-bool weft__list_commit_skipped(weft__list *list, atomic_uint_fast64_t *head,
-                               const weft__list_ticket *ticket, bool *moved_head);
+bool weft__list_commit_contended(weft__list *list, atomic_uint_fast64_t *head,
+                                 const weft__list_ticket *ticket, bool *moved_head);
 int weft__list_take_claimed(weft__list *list, atomic_uint_fast64_t *head,
                             const atomic_uint_fast64_t *tail, weft__list_block *block,
                             unsigned offset, void *elem, bool patient, bool *moved_head);
@@ -151,14 +165,19 @@ static inline void *weft__list_value(const weft__list *list, const weft__list_ti
 static inline bool weft__list_commit(weft__list *list, atomic_uint_fast64_t *head,
                                      const weft__list_ticket *ticket, bool *moved_head) {
     weft__list_slot *slot = weft__list_slot_at(list, ticket->block, ticket->offset);
-    /* An add, which sets WRITTEN as an or would (only this call sets it):
-     * x86 has it as one lock xadd, where a fetch_or whose result is tested
-     * for another bit becomes a load and a CAS loop, two transfers of a
-     * cache line that other senders' slots share. */
-    uint64_t before =
-        atomic_fetch_add_explicit(&slot->state, WEFT__LIST_WRITTEN, memory_order_acq_rel);
-    if (!(before & WEFT__LIST_SKIPPED)) return true;
-    return weft__list_commit_skipped(list, head, ticket, moved_head);
+    /* Plain stores and a load: a store of WRITTEN then a load of the
+     * receiver word, ordered as Dekker's pair with a receiver that gives
+     * up (chan_list.c), then SENT, our last touch of the block. */
+    atomic_store_explicit(&slot->sender, WEFT__LIST_WRITTEN, memory_order_release);
+    if (weft__list_asymmetric)
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&slot->receiver, memory_order_relaxed) & WEFT__LIST_GAVE_UP)
+        return weft__list_commit_contended(list, head, ticket, moved_head);
+    atomic_store_explicit(&slot->sender, WEFT__LIST_WRITTEN | WEFT__LIST_SENT,
+                          memory_order_release);
+    return true;
 }
 
 /* Take the value at the head into elem (NULL: discard). Returns 0,
@@ -187,12 +206,11 @@ static inline int weft__list_take(weft__list *list, atomic_uint_fast64_t *head,
         if (atomic_compare_exchange_strong_explicit(head, &word, next, memory_order_seq_cst,
                                                     memory_order_relaxed)) {
             weft__list_slot *slot = weft__list_slot_at(list, block, offset);
-            uint64_t state = atomic_load_explicit(&slot->state, memory_order_acquire);
-            if (!(state & WEFT__LIST_WRITTEN))
+            if (!(atomic_load_explicit(&slot->sender, memory_order_acquire) & WEFT__LIST_WRITTEN))
                 return weft__list_take_claimed(list, head, tail, block, offset, elem, patient,
                                                moved_head);
             if (elem) weft__list_copy(elem, weft__list_slot_value(slot), list->elem_size);
-            atomic_store_explicit(&slot->state, state | WEFT__LIST_READ, memory_order_release);
+            atomic_store_explicit(&slot->receiver, WEFT__LIST_READ, memory_order_release);
             return 0;
         }
     }

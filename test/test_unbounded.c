@@ -390,6 +390,87 @@ START_TEST(send_stalled_across_a_close_is_delivered_exactly_when_it_succeeds) {
 }
 END_TEST
 
+/* Senders that dawdle between reserving and writing for about as long as a
+ * try_recv polls before it gives a slot up: the give-up races the write
+ * (both orders, and the race for the value after it), yet each value
+ * arrives once, in order per sender. */
+static _Thread_local uint64_t dawdle_state;
+
+static void dawdle_after_reserving(void) {
+    unsigned pauses = (unsigned)(test_random(&dawdle_state) % 96);
+    for (unsigned i = 0; i < pauses; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause(); /* as lib/backoff.h polls */
+#else
+        __asm__ __volatile__("" ::: "memory");
+#endif
+    }
+}
+
+typedef struct {
+    weft_chan *channel;
+    uint32_t *next; /* per sender: the next sequence number expected */
+    _Atomic long *received;
+    _Atomic unsigned char *seen; /* sender * per_sender + seq */
+    uint32_t per_sender;
+    long total;
+    int failures;
+} polling_args;
+
+static void *polling_receiver_main(void *arg) {
+    polling_args *args = arg;
+    while (atomic_load(args->received) < args->total) {
+        uint64_t value;
+        if (weft_chan_try_recv(args->channel, &value) != 0) continue;
+        atomic_fetch_add(args->received, 1);
+        /* Each receiver checks order among what it got: per sender, rising. */
+        uint32_t sender = (uint32_t)(value >> 32), seq = (uint32_t)value;
+        if (sender >= 2 || seq >= args->per_sender ||
+            (args->next[sender] > 0 && seq < args->next[sender])) {
+            args->failures++;
+            continue;
+        }
+        args->next[sender] = seq + 1;
+        atomic_fetch_add(&args->seen[sender * args->per_sender + seq], 1);
+    }
+    return NULL;
+}
+
+START_TEST(try_recv_racing_slow_writers_receives_each_value_once_in_order) {
+    enum { SENDERS = 2, RECEIVERS = 2 };
+    uint32_t per_sender = (uint32_t)scaled(30000);
+    weft_chan *channel = make_u64();
+    weft__list_reserved_hook = dawdle_after_reserving;
+    _Atomic long received = 0;
+    _Atomic unsigned char *seen = calloc((size_t)SENDERS * per_sender, sizeof *seen);
+    ck_assert_ptr_nonnull(seen);
+    uint32_t next[RECEIVERS][SENDERS] = {{0}};
+    polling_args receivers[RECEIVERS];
+    pthread_t receiver_threads[RECEIVERS], sender_threads[SENDERS];
+    sender_args senders[SENDERS];
+    for (int r = 0; r < RECEIVERS; r++) {
+        receivers[r] = (polling_args){
+            channel, next[r], &received, seen, per_sender, (long)SENDERS * per_sender, 0};
+        start_thread(&receiver_threads[r], polling_receiver_main, &receivers[r]);
+    }
+    for (uint32_t s = 0; s < SENDERS; s++) {
+        senders[s] = (sender_args){channel, s, per_sender};
+        start_thread(&sender_threads[s], tagged_sender_main, &senders[s]);
+    }
+    for (int s = 0; s < SENDERS; s++) join_thread(sender_threads[s]);
+    for (int r = 0; r < RECEIVERS; r++) join_thread(receiver_threads[r]);
+    weft__list_reserved_hook = NULL;
+    check_worker_failures();
+    for (int r = 0; r < RECEIVERS; r++) ck_assert_int_eq(receivers[r].failures, 0);
+    ck_assert_int_eq(atomic_load(&received), (long)SENDERS * per_sender);
+    assert_each_seen_once(seen, (size_t)SENDERS * per_sender);
+    free(seen);
+    uint64_t extra;
+    ck_assert_int_eq(weft_chan_try_recv(channel, &extra), WEFT_EAGAIN);
+    weft_chan_release(channel);
+}
+END_TEST
+
 /* ---- blocking and waking ----------------------------------------------- */
 
 START_TEST(blocked_recv_is_woken_by_a_send) {
@@ -609,6 +690,7 @@ static Suite *unbounded_suite(void) {
     tcase_add_test(tc, try_recv_does_not_wait_for_a_stalled_sender_linking_a_block);
     tcase_add_test(tc, blocked_recv_gets_a_stalled_senders_value_once_it_resumes);
     tcase_add_test(tc, send_stalled_across_a_close_is_delivered_exactly_when_it_succeeds);
+    tcase_add_test(tc, try_recv_racing_slow_writers_receives_each_value_once_in_order);
 
     tc = new_case(suite, "blocking");
     tcase_add_test(tc, blocked_recv_is_woken_by_a_send);
