@@ -81,6 +81,7 @@
 #include "chan_list.h"
 
 #include <errno.h>
+#include <stdalign.h>
 #include <linux/membarrier.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -206,7 +207,7 @@ weft__list *weft__list_new(size_t elem_size) {
         errno = EINVAL;
         return NULL;
     }
-    weft__list *list = weft__malloc(sizeof *list);
+    weft__list *list = weft__aligned_alloc(alignof(weft__list), sizeof *list);
     if (!list) goto no_memory;
     *list = (weft__list){
         .elem_size = elem_size,

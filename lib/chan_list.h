@@ -11,6 +11,7 @@
 #define WEFT_LIB_CHAN_LIST_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +20,10 @@
 
 typedef struct weft__list_block weft__list_block;
 
+/* Four cache lines, by who writes them: senders and receivers read the
+ * first on every operation and the second or third; a line written once
+ * per block by the one side would otherwise cost the other side a miss,
+ * and the spare's exchanges would contend with every reader. */
 typedef struct {
     /* Set by weft__list_new, read-only after. */
     size_t elem_size;
@@ -27,11 +32,11 @@ typedef struct {
     /* The blocks the tail and the head are in: written once per block, by
      * the sender that links the next block (tail) and by whoever moves the
      * head into it, before the position word that makes it current. */
-    _Atomic(weft__list_block *) tail_block;
-    _Atomic(weft__list_block *) head_block;
+    alignas(64) _Atomic(weft__list_block *) tail_block;
+    alignas(64) _Atomic(weft__list_block *) head_block;
     /* One drained block kept for the next link, so that a channel whose
      * length stays small allocates nothing; taken and given by exchange. */
-    _Atomic(weft__list_block *) spare;
+    alignas(64) _Atomic(weft__list_block *) spare;
     pthread_mutex_t retire_lock;
     weft__list_block *retired; /* under retire_lock: left by the head, not yet all read */
     atomic_long retired_count; /* their number: written under retire_lock, read without */
