@@ -10,6 +10,7 @@
 #                        scale-asan: the same under the sanitizers
 #   make valgrind        the unit tests under valgrind (CK_FORK=no; heavy loops
 #                        divided by WEFT_TEST_SCALE, default 10)
+#   make bench-rss       an unbounded channel's resident set through a burst (RSS_VALUES=n)
 #   make bench           build bench/weft-bench and run it, then bench/echo/echo_load: the
 #                        echo server under load, beside its Go twin when go is installed
 #                        (ECHO_LOAD_FLAGS=...: its options)
@@ -583,6 +584,22 @@ bench-echo: $(ECHO_LOAD) $(ECHO_THREADS) build/release/examples/echo_server $(if
 	@[ -n "$(HAVE_GO)" ] || echo "weft: go not found (Debian: apt-get install golang-go); weft alone"
 	./$(ECHO_LOAD) --weft build/release/examples/echo_server --threads $(ECHO_THREADS) \
 	    $(if $(HAVE_GO),--go $(ECHO_GO)) $(ECHO_LOAD_FLAGS)
+
+# An unbounded channel's memory through a burst (bench/rss/): peak and
+# after-drain resident set for RSS_VALUES queued values, sent by the main
+# thread and by another one.
+RSS_BENCH  := build/release/bench/rss/unbounded_rss
+RSS_VALUES ?= 10000000
+
+$(RSS_BENCH): bench/rss/unbounded_rss.c $(STATIC_LIB) build/release/flags
+	@mkdir -p $(@D)
+	$(quiet) CC $@
+	$(Q)$(CC) $(release_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) -pthread $(LDLIBS)
+
+.PHONY: bench-rss
+bench-rss: $(RSS_BENCH)
+	./$(RSS_BENCH) $(RSS_VALUES)
+	./$(RSS_BENCH) $(RSS_VALUES) thread
 
 ifeq ($(wildcard bench/weft_bench.c),)
 bench:

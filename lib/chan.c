@@ -55,6 +55,19 @@
  * handoff_waiters counts the waiters ever queued: it is the channel's
  * version for select (a partner appearing is what makes a case ready).
  *
+ * Unbounded channels keep their values in chan_list.c's list of blocks,
+ * with head and tail as its position words (bit 0 of tail means closed,
+ * so mark_bit is 1 and close, is_closed and the version work unchanged).
+ * Their cap reads WEFT_UNBOUNDED and their slots point at one stand-in
+ * slot whose stamp no position matches, so the ring fast paths fall
+ * through to operate, which hands them to the list. Receivers park as on
+ * a ring; a sender parks only in the moment another sender links a new
+ * block. Wake-ups follow the ring's rules: a sender reads
+ * receivers_waiting after its tail CAS and before its commit (the store
+ * that lets a receiver free the channel), claiming a receiver before and
+ * waking it after; whoever moves the head or the tail into a new block
+ * wakes every waiter of that side, since each may now proceed.
+ *
  * Close sets the mark bit under the lock and claims every queued waiter:
  * buffered waiters retry (and find the close), unbuffered ones are told
  * WEFT_ECLOSED directly. A sender never succeeds after the mark is set: the
@@ -99,6 +112,7 @@
 #include "alloc.h"
 #include "backoff.h"
 #include "chan_internal.h"
+#include "chan_list.h"
 #include "chan_poll.h"
 #include "engine.h"
 #include "panic.h"
@@ -119,6 +133,7 @@ struct weft_chan {
     uint64_t mark_bit;    /* tail bit: closed */
     uint64_t one_lap;     /* position increment of one full lap */
     unsigned char *slots; /* cap slots of slot_size bytes; NULL when cap == 0 */
+    weft__list *list;     /* unbounded channels' blocks (chan_list.c); NULL for others */
     atomic_long references;
     bool receive_only; /* a context's done channel: only weft__chan_close_owned closes it */
     atomic_int senders_waiting;   /* senders queue non-empty (buffered only) */
@@ -281,7 +296,10 @@ void weft_chan_release(weft_chan *channel) {
     }
     pthread_mutex_destroy(&channel->lock);
     weft__chan_poll_free(channel->poll);
-    weft__free(separate_slots(channel));
+    if (channel->list)
+        weft__list_free(channel->list);
+    else
+        weft__free(separate_slots(channel));
     weft__free(channel->block);
 }
 
@@ -290,6 +308,7 @@ size_t weft_chan_cap(const weft_chan *channel) { return channel ? channel->cap :
 size_t weft_chan_elem_size(const weft_chan *channel) { return channel ? channel->elem_size : 0; }
 
 size_t weft_chan_len(const weft_chan *channel) {
+    if (channel && channel->list) return weft__list_len(&channel->head, &channel->tail);
     if (!channel || channel->cap == 0) return 0;
     for (;;) {
         uint64_t tail = atomic_load(&channel->tail) & ~channel->mark_bit;
@@ -403,6 +422,7 @@ static inline bool ring_may_be_ready(weft_chan *channel, int dir) {
 }
 
 bool weft__chan_may_be_ready(weft_chan *channel, int dir, uint64_t *seen) {
+    if (channel->list) return weft__list_ready(&channel->head, &channel->tail, dir);
     if (channel->cap > 0) return ring_may_be_ready(channel, dir);
     uint64_t version = weft__chan_version(channel);
     if (version == *seen) return false;
@@ -427,6 +447,7 @@ static bool register_locked(weft_chan *channel, int dir, weft__waiter *waiter) {
     if (channel->cap > 0) {
         weft__waitq_push(queue, waiter);
         atomic_store(flag_for(channel, dir), 1);
+        if (channel->list) return weft__list_ready(&channel->head, &channel->tail, dir);
         return ring_ready(channel, dir);
     }
     push_handoff_waiter(channel, queue, waiter);
@@ -587,7 +608,10 @@ static int handoff_recv(weft_chan *channel, void *elem, const weft__parker *self
 
 /* ---- what select and the blocking paths use ----------------------------- */
 
+static int list_attempt(weft_chan *channel, int dir, void *elem, bool patient);
+
 int weft__chan_try(weft_chan *channel, int dir, void *elem, const weft__parker *self) {
+    if (channel->list) return list_attempt(channel, dir, elem, false);
     if (channel->cap > 0)
         return dir == WEFT_SEND ? ring_send(channel, elem) : ring_recv(channel, elem);
     return dir == WEFT_SEND ? handoff_send(channel, elem, self) : handoff_recv(channel, elem, self);
@@ -649,6 +673,10 @@ bool weft__chan_refuses_send(const weft_chan *channel) { return channel->receive
  * flag (and raises the fd) or is seen here. */
 bool weft__chan_watch_locked(weft_chan *channel, int dir) {
     if (is_closed(channel)) return true;
+    if (channel->list) {
+        atomic_store(flag_for(channel, dir), 1);
+        return weft__list_ready(&channel->head, &channel->tail, dir);
+    }
     if (channel->cap > 0) {
         atomic_store(flag_for(channel, dir), 1);
         return ring_ready(channel, dir);
@@ -662,6 +690,100 @@ static int try_once(weft_chan *channel, int dir, void *elem) {
     int result = weft__chan_try(channel, dir, elem, NULL);
     if (result == WEFT_EAGAIN && __atomic_load_n(&channel->poll, __ATOMIC_ACQUIRE))
         weft__chan_poll_rearm(channel, dir);
+    return result;
+}
+
+/* ---- unbounded: the list (chan_list.c) ---------------------------------- */
+
+/* An unbounded channel's stand-in ring: one slot whose stamp no position
+ * word matches (that would take 2^63 operations), so that the ring fast
+ * paths, which test nothing else, fall through to operate and the list. */
+static slot never_ready_slot = {UINT64_MAX};
+
+weft_chan *weft_chan_make_unbounded(size_t elem_size) {
+    weft__list *list = weft__list_new(elem_size);
+    if (!list) return NULL;
+    weft_chan *channel = weft_chan_make(elem_size, 0);
+    if (!channel) {
+        int error = errno;
+        weft__list_free(list);
+        errno = error;
+        return NULL;
+    }
+    /* mark_bit is 1, as the list's closed bit (WEFT__LIST_CLOSED). */
+    channel->list = list;
+    channel->cap = WEFT_UNBOUNDED;
+    channel->slots = (unsigned char *)&never_ready_slot;
+    return channel;
+}
+
+/* The flag for dir was seen set: claim its oldest waiter to retry, and
+ * return its parker, to unpark once the value is published. */
+static weft__parker *claim_to_retry(weft_chan *channel, int dir) {
+    weft__waitq *queue = queue_for(channel, dir);
+    pthread_mutex_lock(&channel->lock);
+    weft__waiter *waiter = claim_partner(channel, queue, NULL);
+    if (channel->poll) weft__chan_poll_raise(channel->poll, dir);
+    atomic_store(flag_for(channel, dir), someone_waits(channel, dir));
+    pthread_mutex_unlock(&channel->lock);
+    if (!waiter) return NULL;
+    waiter->result = WEFT__RETRY;
+    return waiter->parker;
+}
+
+/* A position moved into a new block, which may let every waiter of dir
+ * proceed (a sender: the tail is linked; receivers: the head reached
+ * values they were told to wait for): wake them all to retry. */
+static void wake_all_to_retry(weft_chan *channel, int dir) {
+    if (!atomic_load(flag_for(channel, dir))) return;
+    weft__waitq *queue = queue_for(channel, dir);
+    weft__waiter *wake = NULL, *waiter;
+    pthread_mutex_lock(&channel->lock);
+    while ((waiter = claim_partner(channel, queue, NULL)) != NULL) {
+        waiter->result = WEFT__RETRY;
+        waiter->next = wake;
+        wake = waiter;
+    }
+    if (channel->poll) weft__chan_poll_raise(channel->poll, dir);
+    atomic_store(flag_for(channel, dir), someone_waits(channel, dir));
+    pthread_mutex_unlock(&channel->lock);
+    for (; wake; wake = waiter) {
+        waiter = wake->next;
+        weft__parker_unpark(wake->parker);
+    }
+}
+
+/* A send on the list: reserve, write, and publish, waking a parked
+ * receiver as publish does for a ring (its flag read before the commit,
+ * which may let a receiver free the channel). A commit that finds its
+ * slot given up sends again. */
+static int list_send(weft_chan *channel, const void *elem) {
+    weft__list *list = channel->list;
+    for (;;) {
+        weft__list_ticket ticket;
+        int result = weft__list_reserve(list, &channel->tail, &ticket);
+        if (result != 0) return result;
+        if (ticket.linked) wake_all_to_retry(channel, WEFT_SEND);
+        if (__builtin_expect(weft__list_reserved_hook != NULL, 0)) weft__list_reserved_hook();
+        copy_value(weft__list_value(list, &ticket), elem, channel->elem_size);
+        weft__parker *parker = NULL;
+        if (atomic_load(&channel->receivers_waiting)) parker = claim_to_retry(channel, WEFT_RECV);
+        bool moved_head = false;
+        bool delivered = weft__list_commit(list, &channel->head, &ticket, &moved_head);
+        if (parker) weft__parker_unpark(parker);
+        if (delivered) return 0;
+        if (moved_head) wake_all_to_retry(channel, WEFT_RECV);
+    }
+}
+
+/* One attempt on the list; patient: wait a little longer for a sender
+ * that is writing the value at the head (never for a try form). */
+static int list_attempt(weft_chan *channel, int dir, void *elem, bool patient) {
+    if (dir == WEFT_SEND) return list_send(channel, elem);
+    bool moved_head = false;
+    int result =
+        weft__list_take(channel->list, &channel->head, &channel->tail, elem, patient, &moved_head);
+    if (moved_head) wake_all_to_retry(channel, WEFT_RECV);
     return result;
 }
 
@@ -736,8 +858,14 @@ __attribute__((noinline)) static int operate(weft_chan *channel, int dir, void *
     if (passed(deadline)) return try_once(channel, dir, elem);
     weft__parker *self = weft__parker_self();
     int result;
+    if (channel->list) {
+        /* One patient attempt; then as a ring's, but polling positions. */
+        result = list_attempt(channel, dir, elem, true);
+        if (result != WEFT_EAGAIN) goto out;
+    }
     for (bool first = true; self && weft__parker_wait_awake(self, first); first = false) {
-        if (ring_may_be_ready(channel, dir)) {
+        if (channel->list ? weft__list_ready(&channel->head, &channel->tail, dir)
+                          : ring_may_be_ready(channel, dir)) {
             result = weft__chan_try(channel, dir, elem, NULL);
             if (result != WEFT_EAGAIN) goto out;
         }

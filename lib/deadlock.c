@@ -236,6 +236,9 @@ static void append_channel(char *line, size_t *used, const weft_chan *channel) {
     size_t cap = weft_chan_cap(channel);
     if (cap == 0)
         append(line, used, "channel %p (unbuffered)", (const void *)channel);
+    else if (cap == WEFT_UNBOUNDED)
+        append(line, used, "channel %p (unbounded, %zu queued)", (const void *)channel,
+               weft_chan_len(channel));
     else
         append(line, used, "channel %p (buffered, %zu of %zu)", (const void *)channel,
                weft_chan_len(channel), cap);

@@ -49,14 +49,14 @@
 #include "weft/time.h"
 
 enum {
-    WEFT__POLL_TIME = 2000,           /* ns of pause-polling before the first yield */
-    WEFT__YIELD_BUSY = 5000,          /* ns off the core in one step: others want it */
-    WEFT__PATIENCE_MIN = 500,         /* ns: a few round trips of polling */
-    WEFT__PATIENCE_FIRST = 50000,     /* ns: a thread's patience before it has slept */
-    WEFT__PATIENCE_MAX = 200000,      /* ns: the longest awake wait worth learning */
-    WEFT__YIELD_SLICE = 500000,       /* ns off the core in one yield: a time slice lost */
-    WEFT__YIELD_BAN_FIRST = 1000000,  /* ns without yields after a yield that lost a slice */
-    WEFT__YIELD_BAN_MAX = 64000000,   /* ns: the ban doubles up to this while yields stay dear */
+    WEFT__POLL_TIME = 2000,          /* ns of pause-polling before the first yield */
+    WEFT__YIELD_BUSY = 5000,         /* ns off the core in one step: others want it */
+    WEFT__PATIENCE_MIN = 500,        /* ns: a few round trips of polling */
+    WEFT__PATIENCE_FIRST = 50000,    /* ns: a thread's patience before it has slept */
+    WEFT__PATIENCE_MAX = 200000,     /* ns: the longest awake wait worth learning */
+    WEFT__YIELD_SLICE = 500000,      /* ns off the core in one yield: a time slice lost */
+    WEFT__YIELD_BAN_FIRST = 1000000, /* ns without yields after a yield that lost a slice */
+    WEFT__YIELD_BAN_MAX = 64000000,  /* ns: the ban doubles up to this while yields stay dear */
 };
 
 /* What a thread has learned about waiting (kept in its parker). */

@@ -234,6 +234,98 @@ START_TEST(chan_make_fails_cleanly_at_every_allocation) {
 }
 END_TEST
 
+/* ---- unbounded channels ----------------------------------------------------- */
+
+START_TEST(chan_make_unbounded_fails_cleanly_at_every_allocation) {
+    const char *call = "weft_chan_make_unbounded(8)";
+    for (long k = 1; k <= MAX_POINTS; k++) {
+        arm(k);
+        errno = 0;
+        weft_chan *channel = weft_chan_make_unbounded(sizeof(uint64_t));
+        int error = errno;
+        long attempts = disarm();
+        if (attempts >= k) {
+            ck_assert_msg(!channel, "%s succeeded with allocation %ld failing", call, k);
+            ck_assert_int_eq(error, ENOMEM);
+            after_failure(call, k);
+            continue;
+        }
+        ck_assert_ptr_nonnull(channel);
+        uint64_t value = 42, got = 0;
+        ck_assert_int_eq(weft_chan_try_send(channel, &value), 0);
+        ck_assert_int_eq(weft_chan_try_recv(channel, &got), 0);
+        ck_assert_uint_eq(got, 42);
+        weft_chan_release(channel);
+        ck_assert_int_ge(report_points(call, k, NULL), 3);
+        return;
+    }
+    ck_abort_msg("%s never succeeded", call);
+}
+END_TEST
+
+/* The send that fills a block's last slot allocates the next block: when
+ * that fails it reports WEFT_ENOMEM and queues nothing, and the channel
+ * works on (values in order, the next send succeeding). */
+START_TEST(unbounded_send_that_needs_a_block_fails_cleanly) {
+    enum { BLOCK = 31 };
+    const char *call = "weft_chan_send (unbounded, a block's last slot)";
+    for (long k = 1; k <= MAX_POINTS; k++) {
+        weft_chan *channel = weft_chan_make_unbounded(sizeof(uint64_t));
+        ck_assert_ptr_nonnull(channel);
+        for (uint64_t v = 0; v < BLOCK - 1; v++) ck_assert_int_eq(weft_chan_send(channel, &v), 0);
+        uint64_t last = BLOCK - 1;
+        arm(k);
+        int result = weft_chan_send(channel, &last);
+        long attempts = disarm();
+        if (attempts >= k) {
+            ck_assert_int_eq(result, WEFT_ENOMEM);
+            ck_assert_uint_eq(weft_chan_len(channel), BLOCK - 1);
+            ck_assert_int_eq(weft_chan_send(channel, &last), 0);
+        } else {
+            ck_assert_int_eq(result, 0);
+        }
+        uint64_t after = BLOCK;
+        ck_assert_int_eq(weft_chan_send(channel, &after), 0);
+        for (uint64_t v = 0; v <= BLOCK; v++) {
+            uint64_t got = UINT64_MAX;
+            ck_assert_int_eq(weft_chan_try_recv(channel, &got), 0);
+            ck_assert_uint_eq(got, v);
+        }
+        ck_assert_int_eq(weft_chan_try_recv(channel, &after), WEFT_EAGAIN);
+        weft_chan_release(channel);
+        if (attempts >= k) {
+            after_failure(call, k);
+            continue;
+        }
+        ck_assert_int_ge(report_points(call, k, NULL), 1);
+        return;
+    }
+    ck_abort_msg("%s never succeeded", call);
+}
+END_TEST
+
+/* A drained block is kept for the next link: a channel whose length stays
+ * short sends on when no memory is left. */
+START_TEST(unbounded_send_reuses_a_drained_block_without_allocating) {
+    weft_chan *channel = weft_chan_make_unbounded(sizeof(uint64_t));
+    ck_assert_ptr_nonnull(channel);
+    for (uint64_t v = 0; v < 100; v++) {
+        uint64_t got;
+        ck_assert_int_eq(weft_chan_send(channel, &v), 0);
+        ck_assert_int_eq(weft_chan_recv(channel, &got), 0);
+    }
+    arm(1);
+    for (uint64_t v = 0; v < 1000; v++) {
+        uint64_t got = UINT64_MAX;
+        ck_assert_int_eq(weft_chan_send(channel, &v), 0);
+        ck_assert_int_eq(weft_chan_recv(channel, &got), 0);
+        ck_assert_uint_eq(got, v);
+    }
+    ck_assert_int_eq(disarm(), 0);
+    weft_chan_release(channel);
+}
+END_TEST
+
 /* ---- pools and goroutines -------------------------------------------------- */
 
 START_TEST(pool_new_fails_cleanly_at_every_allocation) {
@@ -1770,6 +1862,9 @@ static Suite *faults_suite(void) {
 
     TCase *allocation = new_case(suite, "allocation");
     tcase_add_test(allocation, chan_make_fails_cleanly_at_every_allocation);
+    tcase_add_test(allocation, chan_make_unbounded_fails_cleanly_at_every_allocation);
+    tcase_add_test(allocation, unbounded_send_that_needs_a_block_fails_cleanly);
+    tcase_add_test(allocation, unbounded_send_reuses_a_drained_block_without_allocating);
     tcase_add_test(allocation, pool_new_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, pool_go_starting_a_thread_fails_cleanly_at_every_allocation);
     tcase_add_test(allocation, go_handing_off_to_an_idle_thread_allocates_nothing);

@@ -16,7 +16,7 @@
  *               too
  *
  * A round builds a random world from its seed: channels of capacity 0, 1
- * or N carrying 0-, 8- or 24-byte values; a context tree under one root
+ * or N, or unbounded, carrying 0-, 8- or 24-byte values; a context tree under one root
  * (with_cancel, with_deadline, with_value); a ticker; a mutex, a rwmutex,
  * a semaphore and a once; and workers, each a goroutine or a plain
  * pthread with its own random mix of operations drawn from a generator
@@ -2141,14 +2141,16 @@ static round *round_build(uint64_t seed, long number) {
         chan_slot *slot = &r->chans[c];
         uint32_t x = below(&world, 100);
         slot->cap = x < 35   ? 0
-                    : x < 65 ? 1
-                    : x < 95 ? 2 + below(&world, 63)
+                    : x < 62 ? 1
+                    : x < 90 ? 2 + below(&world, 63)
+                    : x < 95 ? WEFT_UNBOUNDED
                              : 64 + below(&world, 2000);
         x = below(&world, 100);
         slot->elem_size = x < 60 ? 8 : x < 85 ? 24 : 0;
         slot->ctx_only = c > 0 && chance(&world, 15);
         if (!slot->ctx_only) r->normal[r->normal_count++] = c;
-        slot->chan = weft_chan_make(slot->elem_size, slot->cap);
+        slot->chan = slot->cap == WEFT_UNBOUNDED ? weft_chan_make_unbounded(slot->elem_size)
+                                                 : weft_chan_make(slot->elem_size, slot->cap);
         if (!slot->chan) {
             fprintf(stderr, "torture: weft_chan_make(%zu, %zu) failed\n", slot->elem_size,
                     slot->cap);

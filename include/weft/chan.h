@@ -1,9 +1,13 @@
-/* weft/chan.h — typed, buffered and unbuffered channels, as Go's.
+/* weft/chan.h — typed, buffered and unbuffered channels, as Go's, and
+ * unbounded ones, as Rust's.
  *
  * A channel carries values of elem_size bytes, copied in on send and out on
  * receive. With cap > 0 it buffers up to cap values in a lock-free ring;
  * with cap == 0 every send waits for a receiver, which takes the value
- * straight from the sender. elem_size 0 makes a signal-only channel.
+ * straight from the sender. An unbounded channel (weft_chan_make_unbounded)
+ * queues any number of values in blocks of 31 that it allocates as it
+ * grows and frees as it drains, and a send on it never waits for a
+ * receiver. elem_size 0 makes a signal-only channel.
  *
  * Semantics are Go's, with error codes where Go panics:
  *  - each value sent is received exactly once, in FIFO order per sender;
@@ -37,6 +41,7 @@
 #define WEFT_CHAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "weft/error.h"
 #include "weft/select.h"
@@ -58,6 +63,29 @@ typedef struct weft_ctx weft_ctx; /* weft/ctx.h */
  * when memory runs out. */
 weft_chan *weft_chan_make(size_t elem_size, size_t cap);
 
+/* What weft_chan_cap says of an unbounded channel. */
+#define WEFT_UNBOUNDED SIZE_MAX
+
+/* A new unbounded channel holding one reference: sends never wait for a
+ * receiver; values are received in FIFO order per sender; close, select,
+ * the _until and _ctx forms and weft_chan_len work as on any channel. It
+ * allocates one block of 31 values when a send finds the last one full
+ * (keeping one drained block for reuse, so a channel that stays short
+ * allocates nothing), and frees blocks as they are drained. Such a send
+ * returns WEFT_ENOMEM if the block cannot be allocated, and its value is
+ * not queued.
+ * Its try forms (try_send, try_recv, a WEFT_NOWAIT deadline, a
+ * non-blocking select) never wait for another thread's half-finished
+ * operation: a receive whose next value is still being written by a
+ * sender that was preempted between reserving its slot and writing it
+ * moves past that slot (the sender then queues its value again, still in
+ * order after its earlier ones) and says WEFT_EAGAIN if nothing else is
+ * there; a send that finds another sender linking a new block and not
+ * finishing says WEFT_EAGAIN. Blocking forms wait for those instead.
+ * Returns NULL with errno EINVAL when a block of elem_size values would
+ * not fit in memory, ENOMEM when memory runs out. */
+weft_chan *weft_chan_make_unbounded(size_t elem_size);
+
 /* Add a reference. NULL is ignored. */
 void weft_chan_retain(weft_chan *c);
 
@@ -70,7 +98,8 @@ void weft_chan_release(weft_chan *c);
 
 /* Send a copy of *elem (elem_size bytes; elem may be NULL when elem_size
  * is 0). Blocks until the value is buffered or taken by a receiver.
- * Returns 0, WEFT_ECLOSED, or WEFT_EINVAL. */
+ * Returns 0, WEFT_ECLOSED, or WEFT_EINVAL (and, on an unbounded channel,
+ * WEFT_ENOMEM). */
 int weft_chan_send(weft_chan *c, const void *elem);
 
 /* Receive into *elem (NULL: discard). Blocks until a value arrives or
@@ -117,10 +146,12 @@ int weft_chan_close(weft_chan *c);
  * channel), WEFT_ENOMEM, or WEFT_ESYS (errno from eventfd(2)). */
 int weft_chan_pollfd(weft_chan *c, int dir);
 
-/* Values buffered now (a snapshot; 0 for unbuffered and NULL channels). */
+/* Values buffered now (a snapshot; 0 for unbuffered and NULL channels;
+ * on an unbounded channel it counts values whose send is under way). */
 size_t weft_chan_len(const weft_chan *c);
 
-/* The capacity given to weft_chan_make (0 for NULL). */
+/* The capacity given to weft_chan_make (0 for NULL), WEFT_UNBOUNDED for
+ * an unbounded channel. */
 size_t weft_chan_cap(const weft_chan *c);
 
 /* The element size given to weft_chan_make (0 for NULL). */
@@ -130,6 +161,7 @@ size_t weft_chan_elem_size(const weft_chan *c);
  * elements the compiler checks:
  *   typedef struct { weft_chan *ch; } name;
  *   name name_make(size_t cap);             .ch is NULL on failure (errno set)
+ *   name name_make_unbounded(void);         likewise
  *   int  name_send(name c, T v);  int name_recv(name c, T *v);  ...
  * with every operation of this header, and for weft_select
  *   weft_case name_send_case(name c, const T *v), name_recv_case(name c, T *v).
@@ -146,6 +178,10 @@ size_t weft_chan_elem_size(const weft_chan *c);
     } name;                                                                                 \
     WEFT__CHAN_FN name name##_make(size_t cap) {                                            \
         name c = {weft_chan_make(sizeof(T), cap)};                                          \
+        return c;                                                                           \
+    }                                                                                       \
+    WEFT__CHAN_FN name name##_make_unbounded(void) {                                        \
+        name c = {weft_chan_make_unbounded(sizeof(T))};                                     \
         return c;                                                                           \
     }                                                                                       \
     WEFT__CHAN_FN void name##_retain(name c) { weft_chan_retain(c.ch); }                    \
