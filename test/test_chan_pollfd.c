@@ -33,7 +33,8 @@ static int open_fds(void) {
 }
 
 static weft_chan *make_chan(size_t cap) {
-    weft_chan *channel = weft_chan_make(sizeof(long), cap);
+    weft_chan *channel = cap == WEFT_UNBOUNDED ? weft_chan_make_unbounded(sizeof(long))
+                                               : weft_chan_make(sizeof(long), cap);
     ck_assert_ptr_nonnull(channel);
     return channel;
 }
@@ -311,6 +312,37 @@ START_TEST(test_no_readiness_is_lost_when_producers_race_the_drain) {
 }
 END_TEST
 
+START_TEST(test_unbounded_recv_fd_rises_after_a_send_and_for_good_after_close) {
+    weft_chan *channel = make_chan(WEFT_UNBOUNDED);
+    int fd = weft_chan_pollfd(channel, WEFT_RECV);
+    ck_assert(!readable(fd, 0));
+    long value = 5;
+    ck_assert_int_eq(weft_chan_send(channel, &value), 0);
+    ck_assert(readable(fd, 0));
+    ck_assert_int_eq(weft_chan_try_recv(channel, &value), 0);
+    ck_assert_int_eq(weft_chan_try_recv(channel, &value), WEFT_EAGAIN);
+    ck_assert(!readable(fd, 0));
+    ck_assert_int_eq(weft_chan_close(channel), 0);
+    ck_assert(readable(fd, 0));
+    ck_assert_int_eq(weft_chan_try_recv(channel, &value), WEFT_ECLOSED);
+    ck_assert(readable(fd, 0));
+    weft_chan_release(channel);
+}
+END_TEST
+
+START_TEST(test_unbounded_send_fd_is_readable_while_open) {
+    weft_chan *channel = make_chan(WEFT_UNBOUNDED);
+    int fd = weft_chan_pollfd(channel, WEFT_SEND);
+    ck_assert(readable(fd, 0)); /* a send never waits */
+    weft_chan_release(channel);
+}
+END_TEST
+
+START_TEST(test_no_readiness_is_lost_when_producers_race_an_unbounded_drain) {
+    producers_race_the_loop(WEFT_UNBOUNDED, 0, scaled(50000));
+}
+END_TEST
+
 START_TEST(test_a_loop_taking_one_value_per_turn_never_hangs) {
     producers_race_the_loop(16, 1, scaled(5000));
 }
@@ -462,6 +494,8 @@ static Suite *pollfd_suite(void) {
     tcase_add_test(tc, test_recv_fd_is_readable_after_a_send_and_clears_at_eagain);
     tcase_add_test(tc, test_recv_fd_is_readable_at_once_when_made_on_a_ready_channel);
     tcase_add_test(tc, test_both_fds_are_readable_for_good_after_close);
+    tcase_add_test(tc, test_unbounded_recv_fd_rises_after_a_send_and_for_good_after_close);
+    tcase_add_test(tc, test_unbounded_send_fd_is_readable_while_open);
     tcase_add_test(tc, test_send_fd_of_a_full_channel_is_readable_when_room_appears);
     tcase_add_test(tc, test_unbuffered_recv_fd_is_readable_while_a_sender_is_parked);
     tcase_add_test(tc, test_unbuffered_send_fd_is_readable_while_a_receiver_is_parked);
@@ -469,6 +503,7 @@ static Suite *pollfd_suite(void) {
 
     tc = new_case(suite, "races");
     tcase_add_test(tc, test_no_readiness_is_lost_when_producers_race_the_drain);
+    tcase_add_test(tc, test_no_readiness_is_lost_when_producers_race_an_unbounded_drain);
     tcase_add_test(tc, test_no_readiness_is_lost_when_a_producer_races_each_drain);
     tcase_add_test(tc, test_a_loop_taking_one_value_per_turn_never_hangs);
     tcase_add_test(tc, test_unbuffered_producers_race_the_drain_losing_nothing);
