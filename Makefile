@@ -296,6 +296,7 @@ tsan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SA
                    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0 $(TSAN_OPTIONS)"
 asan_RUN_ENV    := CK_DEFAULT_TIMEOUT=$(TEST_TIMEOUT) CK_TIMEOUT_MULTIPLIER=$(SAN_TIMEOUT_MULTIPLIER) \
                    ASAN_OPTIONS="detect_leaks=1 $(ASAN_OPTIONS)" \
+                   LSAN_OPTIONS="suppressions=$(CURDIR)/test/lsan.supp $(LSAN_OPTIONS)" \
                    UBSAN_OPTIONS="print_stacktrace=1 $(UBSAN_OPTIONS)"
 # gcc 12's ThreadSanitizer cannot map its shadow memory when the kernel
 # randomizes mmap with more than 28 bits; run without ASLR there.
