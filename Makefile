@@ -448,7 +448,7 @@ valgrind: $(release_TESTS) $(EXAMPLES) $(BENCH_FOR_TESTS) $(ECHO_LOAD) $(ECHO_TH
 	for t in $(release_TESTS); do \
 	    echo "== valgrind: $$t"; \
 	    CK_FORK=no WEFT_TEST_SCALE=$${WEFT_TEST_SCALE:-10} CK_DEFAULT_TIMEOUT=600 \
-	    $(VALGRIND) -q --fair-sched=yes --leak-check=full \
+	    $(VALGRIND) -q --fair-sched=yes --leak-check=full --suppressions=test/valgrind.supp \
 	        --error-exitcode=1 --errors-for-leak-kinds=definite,indirect ./$$t \
 	        || failed="$$failed $${t##*/}"; \
 	done; \
