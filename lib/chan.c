@@ -199,15 +199,25 @@ uint64_t weft__chan_version(const weft_chan *channel) {
            atomic_load(&channel->handoff_waiters);
 }
 
-/* A large ring is mostly page faults the first time round: ask for 2 MiB
- * pages over its aligned interior, so that a million-slot ring costs eight
- * faults rather than four thousand. Advice only; failure changes nothing. */
-static void advise_huge_pages(void *memory, size_t size) {
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    if (size < 2 * huge) return;
-    uintptr_t start = ((uintptr_t)memory + huge - 1) & ~(huge - 1);
-    uintptr_t end = ((uintptr_t)memory + size) & ~(huge - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_HUGEPAGE);
+/* A ring allocated apart is faulted in here, at make, as Go's make zeroes
+ * its buffer: left to the first lap, every page fault lands on a sender,
+ * mid-stream, while its receivers catch up and poll the very slot it is
+ * writing, and capacity-N spsc ran anywhere from 8 to 55 M msg/s. Huge
+ * pages, which cut the faults to a few, made it worse: the kernel may
+ * compact memory to find one, a stall of up to 30 ms here, in whichever
+ * thread touches the page first. So the pages are ordinary ones, written
+ * in one pass by the kernel (MADV_POPULATE_WRITE, Linux 5.14) or, where
+ * that is refused, by touching a byte of each. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+static void fault_in(void *memory, size_t size) {
+    const uintptr_t page = 4096;
+    uintptr_t start = ((uintptr_t)memory + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)memory + size) & ~(page - 1);
+    if (end <= start || madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return;
+    for (uintptr_t at = start; at < end; at += page) *(volatile unsigned char *)at = 0;
 }
 
 /* The channel lock guards a few pointer moves. glibc's adaptive mutex
@@ -221,7 +231,7 @@ static const pthread_mutex_t adaptive_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_
  * enough for glibc's per-thread cache, instead of two allocations, one of
  * them aligned (posix_memalign bypasses that cache and splits chunks). Go's
  * ChanCreation benchmark is mostly this. Bigger rings get their own
- * calloc, whose fresh pages the kernel zeroes lazily. */
+ * calloc (see fault_in). */
 enum { INLINE_SLOTS_MAX = 512 };
 
 static bool slots_inline(size_t cap, size_t slot_size) {
@@ -256,7 +266,7 @@ weft_chan *weft_chan_make(size_t elem_size, size_t cap) {
     } else if (cap > 0) {
         channel->slots = weft__calloc(cap, slot_size);
         if (!channel->slots) goto no_slots;
-        advise_huge_pages(channel->slots, slots_size);
+        fault_in(channel->slots, slots_size);
     }
     channel->lock = adaptive_lock;
     atomic_init(&channel->references, 1);

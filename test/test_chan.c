@@ -9,8 +9,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "weft/chan.h"
 #include "weft/error.h"
@@ -1099,6 +1101,30 @@ END_TEST
 /* ---------------------------------------------------------------------
  * Construction failures */
 
+/* Resident set size of this process, in bytes (/proc/self/statm). */
+static long resident_bytes(void) {
+    FILE *statm = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(statm);
+    long size = 0, resident = 0;
+    ck_assert_int_eq(fscanf(statm, "%ld %ld", &size, &resident), 2);
+    fclose(statm);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+/* As Go's make zeroes its buffer, make commits a large ring at once: its
+ * first lap must not stop senders on page faults (lib/chan.c, fault_in). */
+START_TEST(test_make_commits_a_large_ring_at_once) {
+    const size_t cap = (size_t)1 << 20; /* 16 MiB of 8-byte values and stamps */
+    long before = resident_bytes();
+    weft_chan *ch = weft_chan_make(sizeof(uint64_t), cap);
+    ck_assert_ptr_nonnull(ch);
+    long grown = resident_bytes() - before;
+    ck_assert_msg(grown >= (long)(cap * 16) - (1L << 20),
+                  "make grew the resident set by %ld bytes, not the ring's %zu", grown, cap * 16);
+    weft_chan_release(ch);
+}
+END_TEST
+
 START_TEST(test_make_with_size_overflow_is_einval) {
     errno = 0;
     ck_assert_ptr_null(weft_chan_make(SIZE_MAX / 2 + 1, 2));
@@ -1366,6 +1392,7 @@ static Suite *chan_suite(void) {
 
     tc = new_case(suite, "alloc");
     tcase_add_test(tc, test_make_with_size_overflow_is_einval);
+    tcase_add_test(tc, test_make_commits_a_large_ring_at_once);
     tcase_add_loop_test(tc, test_make_allocation_failure_is_enomem, 0, CAP_COUNT);
     tcase_add_loop_test(tc, test_first_blocking_recv_without_memory_fails_cleanly, 0, CAP_COUNT);
     tcase_add_loop_test(tc, test_first_blocking_send_without_memory_fails_cleanly, 0, CAP_COUNT);
