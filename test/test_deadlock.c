@@ -307,52 +307,11 @@ typedef struct {
 } outcome;
 
 /* Start scenario in a fresh copy of this program, with WEFT_DEBUG set to
- * debug (NULL: unset). */
+ * debug (NULL: unset); the scenarios read no input. */
 static child start(const char *scenario, const char *debug) {
-    static char program[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", program, sizeof program - 1);
-    ck_assert_int_gt(length, 0);
-    program[length] = '\0';
-
-    size_t inherited = 0;
-    while (environ[inherited]) inherited++;
-    char **environment = calloc(inherited + 3, sizeof *environment);
-    ck_assert_ptr_nonnull(environment);
-    size_t used = 0;
-    for (size_t i = 0; i < inherited; i++)
-        if (strncmp(environ[i], "WEFT_DEBUG=", 11) != 0 &&
-            strncmp(environ[i], "WEFT_TEST_SCENARIO=", 19) != 0)
-            environment[used++] = environ[i];
-    char scenario_variable[128], debug_variable[128];
-    snprintf(scenario_variable, sizeof scenario_variable, "WEFT_TEST_SCENARIO=%s", scenario);
-    environment[used++] = scenario_variable;
-    if (debug) {
-        snprintf(debug_variable, sizeof debug_variable, "WEFT_DEBUG=%s", debug);
-        environment[used++] = debug_variable;
-    }
-
-    int out[2], err[2];
-    ck_assert_int_eq(pipe(out), 0);
-    ck_assert_int_eq(pipe(err), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        close(out[0]);
-        close(out[1]);
-        close(err[0]);
-        close(err[1]);
-        signal(SIGABRT, SIG_DFL);
-        char *arguments[] = {program, NULL};
-        execve(program, arguments, environment);
-        _exit(127);
-    }
-    free(environment);
-    close(out[1]);
-    close(err[1]);
-    return (child){.pid = pid, .out = out[0], .err = err[0], .scenario = scenario};
+    scenario_child process = start_scenario(scenario, debug);
+    close(process.in);
+    return (child){.pid = process.pid, .out = process.out, .err = process.err, .scenario = scenario};
 }
 
 /* Read the child's output until it ends, or until `until` (then kill it).

@@ -668,52 +668,10 @@ static int scenario_sigquit_fork(void) {
     return 0;
 }
 
-/* The running child of start_child. */
-typedef struct {
-    pid_t pid;
-    int in, out, err; /* its stdin's write end, its stdout's and stderr's read ends */
-} child;
+typedef scenario_child child;
 
 /* This program again, with WEFT_DEBUG=dump and WEFT_TEST_SCENARIO=scenario. */
-static child start_child(const char *scenario) {
-    char program[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", program, sizeof program - 1);
-    ck_assert_int_gt(length, 0);
-    program[length] = '\0';
-    size_t inherited = 0;
-    while (environ[inherited]) inherited++;
-    char **environment = calloc(inherited + 3, sizeof *environment);
-    ck_assert_ptr_nonnull(environment);
-    size_t used = 0;
-    for (size_t i = 0; i < inherited; i++)
-        if (strncmp(environ[i], "WEFT_DEBUG=", 11) != 0) environment[used++] = environ[i];
-    static char scenario_variable[64];
-    snprintf(scenario_variable, sizeof scenario_variable, "WEFT_TEST_SCENARIO=%s", scenario);
-    environment[used++] = "WEFT_DEBUG=dump";
-    environment[used++] = scenario_variable;
-
-    int in[2], out[2], err[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    ck_assert_int_eq(pipe(err), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        for (int i = 0; i < 2; i++) close(in[i]), close(out[i]), close(err[i]);
-        char *arguments[] = {program, NULL};
-        execve(program, arguments, environment);
-        _exit(127);
-    }
-    free(environment);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    return (child){pid, in[1], out[0], err[0]};
-}
+static child start_child(const char *scenario) { return start_scenario(scenario, "dump"); }
 
 /* Read the child's stderr into text until it holds a whole dump. */
 static void read_dump(const child *running, char *text, size_t size) {

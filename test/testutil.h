@@ -202,6 +202,64 @@ static inline pid_t spawn_with_output(const char *const *argv, int *output) {
     return child;
 }
 
+/* A copy of this test program started by start_scenario. */
+typedef struct {
+    pid_t pid;
+    int in, out, err; /* its stdin's write end, its stdout's and stderr's read ends */
+} scenario_child;
+
+/* Run this test program again as a child, with WEFT_TEST_SCENARIO set to
+ * scenario and WEFT_DEBUG to debug (NULL: unset), whatever the caller's
+ * environment says of either; its stdin, stdout and stderr are pipes to
+ * the caller, and SIGABRT is at its default, so that a panic kills it.
+ * The caller closes the three fds and waits for the pid. */
+static inline scenario_child start_scenario(const char *scenario, const char *debug) {
+    static char program[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", program, sizeof program - 1);
+    ck_assert_int_gt(length, 0);
+    program[length] = '\0';
+
+    size_t inherited = 0;
+    while (environ[inherited]) inherited++;
+    char **environment = calloc(inherited + 3, sizeof *environment);
+    ck_assert_ptr_nonnull(environment);
+    size_t used = 0;
+    for (size_t i = 0; i < inherited; i++)
+        if (strncmp(environ[i], "WEFT_DEBUG=", 11) != 0 &&
+            strncmp(environ[i], "WEFT_TEST_SCENARIO=", 19) != 0)
+            environment[used++] = environ[i];
+    char scenario_variable[128], debug_variable[128];
+    snprintf(scenario_variable, sizeof scenario_variable, "WEFT_TEST_SCENARIO=%s", scenario);
+    environment[used++] = scenario_variable;
+    if (debug) {
+        snprintf(debug_variable, sizeof debug_variable, "WEFT_DEBUG=%s", debug);
+        environment[used++] = debug_variable;
+    }
+
+    int in[2], out[2], err[2];
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(err), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
+        for (int i = 0; i < 2; i++) close(in[i]), close(out[i]), close(err[i]);
+        signal(SIGABRT, SIG_DFL);
+        char *arguments[] = {program, NULL};
+        execve(program, arguments, environment);
+        _exit(127);
+    }
+    free(environment);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    return (scenario_child){pid, in[1], out[0], err[0]};
+}
+
 /* Read what a child process prints, from fd (the read end of its stdout),
  * onto text (size bytes, kept NUL-terminated; *length so far) until a
  * newline has come (until_eof false) or the pipe is closed; fails the

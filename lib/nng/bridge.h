@@ -89,6 +89,13 @@ struct weft_nng_bridge {
 
 typedef struct weft_nng_bridge bridge;
 
+/* Count one value through slot s: a plain increment, since only the
+ * slot's goroutine writes it, atomic for weft_nng_get_stats's reads. */
+static inline void weft__bridge_count(bridge_slot *s) {
+    atomic_store_explicit(&s->values, atomic_load_explicit(&s->values, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* Allocate a bridge with nslots slots; opts copied (url too); ctx a child
  * of parent. NULL with errno and the thread's last error set. */
 bridge *weft__bridge_new(const weft_nng_opts *opts, weft_ctx *parent, int nslots);

@@ -54,18 +54,37 @@ static int open_contexts(bridge *b) {
     return 0;
 }
 
+/* What a jobs or serve goroutine works with: the codecs of the two
+ * directions and a buffer for one job and one result. */
+typedef struct {
+    const weft_nng_codec *codec, *result_codec;
+    unsigned char *job, *result;
+} exchange;
+
+/* False (the bridge failed with WEFT_ENOMEM) when a buffer is missing. */
+static bool exchange_open(bridge *b, exchange *x) {
+    *x = (exchange){b->has_codec ? &b->codec : NULL, b->has_result_codec ? &b->result_codec : NULL,
+                    malloc(b->in_size ? b->in_size : 1), malloc(b->out_size ? b->out_size : 1)};
+    if (x->job && x->result) return true;
+    weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
+    free(x->job);
+    free(x->result);
+    return false;
+}
+
+static void exchange_close(exchange *x) {
+    free(x->job);
+    free(x->result);
+}
+
 /* ---- Producer side */
 
 static void jobs_body(bridge_slot *s) {
     bridge *b = s->b;
-    const weft_nng_codec *codec = b->has_codec ? &b->codec : NULL;
-    const weft_nng_codec *result_codec = b->has_result_codec ? &b->result_codec : NULL;
-    unsigned char *job = malloc(b->in_size ? b->in_size : 1);
-    unsigned char *result = malloc(b->out_size ? b->out_size : 1);
-    if (!job || !result) {
-        weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
-        goto out;
-    }
+    exchange x;
+    if (!exchange_open(b, &x)) return;
+    const weft_nng_codec *codec = x.codec, *result_codec = x.result_codec;
+    unsigned char *job = x.job, *result = x.result;
     for (uint64_t n = 0;; n++) {
         int rc = weft_chan_recv_ctx(b->in, job, b->ctx);
         if (rc == WEFT_ECLOSED) break;
@@ -122,13 +141,9 @@ static void jobs_body(bridge_slot *s) {
                 weft__bridge_stopped(b);
             break;
         }
-        atomic_store_explicit(&s->values,
-                              atomic_load_explicit(&s->values, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        weft__bridge_count(s);
     }
-out:
-    free(job);
-    free(result);
+    exchange_close(&x);
 }
 
 weft_nng_bridge *weft_nng_jobs(weft_chan *jobs, weft_chan *results, const weft_nng_opts *opts,
@@ -177,14 +192,10 @@ static void reply_error(bridge_slot *s, const char *what) {
 
 static void serve_body(bridge_slot *s) {
     bridge *b = s->b;
-    const weft_nng_codec *codec = b->has_codec ? &b->codec : NULL;
-    const weft_nng_codec *result_codec = b->has_result_codec ? &b->result_codec : NULL;
-    unsigned char *job = malloc(b->in_size ? b->in_size : 1);
-    unsigned char *result = malloc(b->out_size ? b->out_size : 1);
-    if (!job || !result) {
-        weft__bridge_fail(b, WEFT_ENOMEM, "weft_nng: out of memory");
-        goto out;
-    }
+    exchange x;
+    if (!exchange_open(b, &x)) return;
+    const weft_nng_codec *codec = x.codec, *result_codec = x.result_codec;
+    unsigned char *job = x.job, *result = x.result;
     for (;;) {
         ctx_op op = {s->nctx, NULL};
         int rc = weft__bridge_run_aio(s, start_ctx_recv, &op);
@@ -221,13 +232,9 @@ static void serve_body(bridge_slot *s) {
             }
             continue; /* the producer went away: its REQ sends the job again */
         }
-        atomic_store_explicit(&s->values,
-                              atomic_load_explicit(&s->values, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        weft__bridge_count(s);
     }
-out:
-    free(job);
-    free(result);
+    exchange_close(&x);
 }
 
 weft_nng_bridge *weft_nng_serve(size_t job_size, size_t result_size, weft_nng_job_fn fn, void *arg,

@@ -378,8 +378,7 @@ static int recv_frame(bridge_slot *s, nng_msg *msg, unsigned char *elem, uint32_
             weft__bridge_stopped(b);
         return STOP;
     }
-    atomic_store_explicit(&s->values, atomic_load_explicit(&s->values, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    weft__bridge_count(s);
     return GO_ON;
 }
 
