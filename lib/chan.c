@@ -108,6 +108,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "backoff.h"
@@ -213,7 +214,7 @@ uint64_t weft__chan_version(const weft_chan *channel) {
 #endif
 
 static void fault_in(void *memory, size_t size) {
-    const uintptr_t page = 4096;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t start = ((uintptr_t)memory + page - 1) & ~(page - 1);
     uintptr_t end = ((uintptr_t)memory + size) & ~(page - 1);
     if (end <= start || madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return;

@@ -58,7 +58,9 @@ typedef struct weft_chan weft_chan;
 typedef struct weft_ctx weft_ctx; /* weft/ctx.h */
 #endif
 
-/* A new channel holding one reference. cap 0: unbuffered.
+/* A new channel holding one reference. cap 0: unbuffered. As Go's make,
+ * it commits the whole buffer at once (about cap * (elem_size + 8) bytes,
+ * written now, so that no send pays a page fault later).
  * Returns NULL with errno EINVAL when elem_size * cap overflows, ENOMEM
  * when memory runs out. */
 weft_chan *weft_chan_make(size_t elem_size, size_t cap);
