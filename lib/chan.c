@@ -518,7 +518,7 @@ static int ring_send(weft_chan *channel, const void *elem) {
                 publish(channel, &s->stamp, tail + 1 - index, WEFT_RECV);
                 return 0;
             }
-            weft__backoff_spin(&backoff);
+            weft__backoff_lost_race(&backoff);
         } else if (stamp + channel->one_lap == tail + 1) {
             /* The slot still holds last lap's value: full, unless a receiver
              * has taken it and not yet freed the slot. */
@@ -528,7 +528,7 @@ static int ring_send(weft_chan *channel, const void *elem) {
             tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
         } else {
             /* Another sender moved tail past us; catch up. */
-            weft__backoff_spin(&backoff);
+            weft__backoff_lost_race(&backoff);
             tail = atomic_load_explicit(&channel->tail, memory_order_relaxed);
         }
     }
@@ -549,7 +549,7 @@ static int ring_recv(weft_chan *channel, void *elem) {
                 publish(channel, &s->stamp, head + channel->one_lap - index, WEFT_SEND);
                 return 0;
             }
-            weft__backoff_spin(&backoff);
+            weft__backoff_lost_race(&backoff);
         } else if (stamp == head) {
             /* Nothing published here: empty, unless a sender has claimed the
              * slot and is still writing it. */
@@ -559,7 +559,7 @@ static int ring_recv(weft_chan *channel, void *elem) {
             weft__backoff_snooze(&backoff);
             head = atomic_load_explicit(&channel->head, memory_order_relaxed);
         } else {
-            weft__backoff_spin(&backoff);
+            weft__backoff_lost_race(&backoff);
             head = atomic_load_explicit(&channel->head, memory_order_relaxed);
         }
     }

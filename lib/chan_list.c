@@ -154,18 +154,6 @@ static inline slot *slot_at(const weft__list *list, weft__list_block *block, uns
 
 static inline void *slot_value(slot *s) { return weft__list_slot_value(s); }
 
-/* After a lost CAS on a position: pause, more each time, and after a few
- * losses yield the CPU, which with more threads than cores is likely held
- * by one of the others. */
-static void lost_race(weft__backoff *backoff) {
-    if (backoff->step < WEFT__CAS_SPIN_LIMIT) {
-        weft__backoff_spin(backoff);
-    } else {
-        backoff->step++;
-        sched_yield();
-    }
-}
-
 /* A block as new: no next, no slot touched. */
 static void reset_block(const weft__list *list, weft__list_block *block) {
     atomic_store_explicit(&block->next, NULL, memory_order_relaxed);
@@ -303,7 +291,7 @@ int weft__list_reserve_slow(weft__list *list, atomic_uint_fast64_t *tail,
             result = 0;
             break;
         }
-        lost_race(&backoff);
+        weft__backoff_lost_race(&backoff);
     }
     if (linked) give_block(list, linked);
     return result;
@@ -445,7 +433,7 @@ int weft__list_take_slow(weft__list *list, atomic_uint_fast64_t *head,
         weft__list_block *block = atomic_load_explicit(&list->head_block, memory_order_acquire);
         if (!atomic_compare_exchange_weak_explicit(head, &word, next_word, memory_order_seq_cst,
                                                    memory_order_acquire)) {
-            lost_race(&backoff);
+            weft__backoff_lost_race(&backoff);
             continue;
         }
         if (take_slot(list, head, block, offset_of(word), elem, patient, moved_head) == 0) return 0;
