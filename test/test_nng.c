@@ -84,6 +84,20 @@ static _Atomic uint64_t *shared_counters(const char *path, size_t n) {
     return map;
 }
 
+/* In a child role: the counters a test made with shared_counters at path,
+ * all of them, or NULL (the child then exits with a code the test reports;
+ * Check's asserts belong to the test process). */
+static _Atomic uint64_t *open_shared_counters(const char *path) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return NULL;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size > 0)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return map == MAP_FAILED ? NULL : map;
+}
+
 /* ---- The frame decoder, alone */
 
 static size_t make_frame(unsigned char *buf, int kind, uint32_t elem_size, const void *body,
@@ -439,11 +453,8 @@ END_TEST
 /* The sender role (another process): stream 0, 1, 2, ... to argv[2],
  * counting in the shared file argv[3] each value handed to the bridge. */
 static int run_sender(const char *url, const char *counter_file) {
-    int fd = open(counter_file, O_RDWR);
-    if (fd < 0) return 2;
-    _Atomic uint64_t *handed =
-        mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (handed == MAP_FAILED) return 2;
+    _Atomic uint64_t *handed = open_shared_counters(counter_file);
+    if (!handed) return 2;
     weft_chan *from = weft_chan_make(sizeof(uint64_t), 16);
     weft_nng_opts opts = opts_for(url, false);
     weft_nng_bridge *b = weft_nng_stream_send(from, &opts, NULL);
@@ -614,12 +625,8 @@ END_TEST
 /* The worker role (another process): serve argv[2], counting executions
  * in the shared file argv[3]. Runs until killed. */
 static int run_worker(const char *url, const char *counter_file) {
-    int fd = open(counter_file, O_RDWR);
-    if (fd < 0) return 2;
-    struct stat st;
-    if (fstat(fd, &st) != 0) return 2;
-    executions = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (executions == MAP_FAILED) return 2;
+    executions = open_shared_counters(counter_file);
+    if (!executions) return 2;
     weft_nng_opts opts = opts_for(url, false);
     opts.workers = 2;
     weft_nng_bridge *b = weft_nng_serve(sizeof(job), sizeof(result), square, NULL, &opts, NULL);
